@@ -1,0 +1,137 @@
+"""SMS proxy: two people text each other through a masked number, run by a dispatcher.
+
+`create_app(overrides)` builds the app: config, extensions, blueprints, CLI. It starts no threads;
+`python -m webapp` (see __main__.py) starts the outbox worker and serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from . import config as config_module
+from .config import ConfigError, resolve_gateway
+from .database import engine_options, install_sqlite_pragmas
+from .extensions import csrf, db, login_manager, socketio
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+JSON_PREFIXES = ("/api/", "/chat", "/webhooks/")
+
+
+def _secret_key(instance: Path) -> str:
+    """A random key kept in instance/, so sessions survive restarts without configuration."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    cfg: dict[str, Any] = dict(config_module.DEFAULTS)
+    if not (overrides or {}).get("TESTING"):
+        cfg.update(config_module.from_env())
+    cfg.update(overrides or {})
+    cfg["SMS_GATEWAY"] = resolve_gateway(cfg)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not cfg["SECRET_KEY"]:
+        cfg["SECRET_KEY"] = _secret_key(Path(app.instance_path))
+    url = cfg.get("SQLALCHEMY_DATABASE_URI") or cfg["DATABASE_URL"] or (
+        "sqlite:///" + os.path.join(app.instance_path, "smsproxy.db")
+    )
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://"):]
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    cfg["SQLALCHEMY_DATABASE_URI"] = url
+    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=cfg["SESSION_HOURS"])
+    cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)  # dashboards stay open all shift
+    cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    cfg.setdefault("SESSION_COOKIE_SECURE", not cfg["DEBUG"] and not cfg.get("TESTING"))
+    cfg.setdefault("MAX_CONTENT_LENGTH", 256 * 1024)
+    app.config.update(cfg)
+    app.debug = bool(cfg["DEBUG"])
+
+    db.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    with app.app_context():
+        install_sqlite_pragmas(db.engine)
+
+    from . import live  # noqa: F401  (registers the Socket.IO handlers before init_app)
+
+    socketio.init_app(
+        app,
+        async_mode="threading",
+        message_queue=cfg["SOCKETIO_MESSAGE_QUEUE"] or None,
+        cors_allowed_origins=[],  # same origin only
+    )
+
+    from .gateway import build_gateway
+
+    app.extensions["sms_gateway"] = build_gateway(app.config)
+
+    from . import api, cli, dashboard, webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(api.bp)
+    dashboard.init_app(app)
+    cli.init_app(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok", "gateway": app.config["SMS_GATEWAY"]})
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith(JSON_PREFIXES):
+            return jsonify({"error": exc.description or exc.name}), exc.code
+        return exc
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        if isinstance(exc, HTTPException):
+            return _http_error(exc)
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        db.session.rollback()
+        if request.path.startswith("/webhooks/"):
+            # 503: Vonage retries, and nothing was acknowledged that we did not store
+            return jsonify({"error": "temporarily unable to store this message; retry"}), 503
+        return jsonify({"error": "internal error"}), 500
+
+    return app
+
+
+def prepare_database(app: Flask) -> None:
+    """Create the schema on first start and load PROXY_NUMBERS into the pool."""
+    from .proxy import InvalidNumber
+    from .services import sync_pool
+
+    with app.app_context():
+        db.create_all()
+        raw = [n for n in app.config["PROXY_NUMBERS"].split(",") if n.strip()]
+        try:
+            added = sync_pool(raw, app.config["DEFAULT_REGION"])
+        except InvalidNumber as exc:
+            raise ConfigError(f"PROXY_NUMBERS holds a number that {exc}") from None
+        if added:
+            log.info("added %d number(s) from PROXY_NUMBERS to the pool", len(added))

@@ -1,0 +1,61 @@
+"""Socket.IO: who may connect, and the only helpers that emit live events.
+
+Events are doorbells that carry ids, never rendered message text (shared/design.md §3): the dashboard
+re-fetches the changed fragment over HTTP, so rendering, auth and escaping stay on one path.
+Pushes are best-effort: the database is the truth and a reconnecting page re-fetches what it shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask_login import current_user
+from flask_socketio import join_room
+
+from .extensions import socketio
+
+log = logging.getLogger(__name__)
+
+ROOM = "operators"
+
+
+@socketio.on("connect")
+def _connect(auth: Any = None) -> bool:
+    if not current_user.is_authenticated:
+        return False  # refuse: the dashboard requires a signed-in operator
+    join_room(ROOM)
+    join_room(f"operator:{current_user.get_id()}")
+    return True
+
+
+def _emit(event: str, payload: dict[str, Any]) -> None:
+    try:
+        socketio.emit(event, payload, to=ROOM)
+    except Exception:  # a push must never break the work that caused it
+        log.exception("live event %s could not be emitted", event)
+
+
+def chat_created(chat_id: int) -> None:
+    _emit("chats_changed", {"chat_id": chat_id, "change": "created"})
+
+
+def chat_ended(chat_id: int) -> None:
+    _emit("chats_changed", {"chat_id": chat_id, "change": "ended"})
+    _emit("chat_changed", {"chat_id": chat_id})
+
+
+def message_added(chat_id: int | None, message_id: int) -> None:
+    if chat_id is None:
+        _emit("unrouted_changed", {"message_id": message_id})
+        return
+    _emit("chat_changed", {"chat_id": chat_id, "message_id": message_id})
+    _emit("chats_changed", {"chat_id": chat_id, "change": "activity"})
+
+
+def message_status(chat_id: int | None, message_id: int, status: str) -> None:
+    _emit("message_status", {"chat_id": chat_id, "id": message_id, "status": status})
+
+
+def numbers_changed() -> None:
+    _emit("numbers_changed", {})

@@ -1,0 +1,175 @@
+"""Typed SQLAlchemy 2 models. No commits here: services own transactions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ProxyNumber(db.Model):
+    """A virtual number of ours that people text; one number serves many chats."""
+
+    __tablename__ = "proxy_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    region: Mapped[str | None] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Chat(db.Model):
+    """Two real numbers joined through one proxy number."""
+
+    __tablename__ = "chats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    a_number: Mapped[str] = mapped_column(String(20), index=True)
+    b_number: Mapped[str] = mapped_column(String(20), index=True)
+    a_label: Mapped[str | None] = mapped_column(String(60))
+    b_label: Mapped[str | None] = mapped_column(String(60))
+    reference: Mapped[str | None] = mapped_column(String(120), index=True)
+    proxy_number: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="active", index=True)
+    ended_reason: Mapped[str | None] = mapped_column(String(20))
+    created_by: Mapped[str | None] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unread: Mapped[int] = mapped_column(Integer, default=0)
+
+    routes: Mapped[list[Route]] = relationship(back_populates="chat", cascade="all, delete-orphan")
+
+    def label(self, side: str) -> str | None:
+        return self.a_label if side == "a" else self.b_label
+
+    def number(self, side: str) -> str:
+        return self.a_number if side == "a" else self.b_number
+
+
+class Route(db.Model):
+    """The routing key of an active chat: (real number, proxy number) -> chat. Unique by constraint."""
+
+    __tablename__ = "routes"
+    __table_args__ = (UniqueConstraint("real_number", "proxy_number", name="uq_route_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"), index=True)
+    real_number: Mapped[str] = mapped_column(String(20))
+    proxy_number: Mapped[str] = mapped_column(String(20), index=True)
+
+    chat: Mapped[Chat] = relationship(back_populates="routes")
+
+
+class Message(db.Model):
+    """Every SMS we received or will send. Outbound rows in state `queued` are the outbox."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_outbox", "status", "next_attempt_at"),
+        Index("ix_messages_chat", "chat_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chat_id: Mapped[int | None] = mapped_column(ForeignKey("chats.id"))
+    direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
+    # in: "sms"; out: "relay" | "intro" | "notice" | "auto_reply"
+    kind: Mapped[str] = mapped_column(String(12))
+    side: Mapped[str | None] = mapped_column(String(1))  # in: sender's side; out: recipient's side
+    from_number: Mapped[str] = mapped_column(String(20))
+    to_number: Mapped[str] = mapped_column(String(20), index=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    # in: received | unrouted | opt_out ; out: queued | sending | submitted | delivered | failed | ...
+    status: Mapped[str] = mapped_column(String(12))
+    provider_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # Vonage messageId (inbound)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(String(255))
+    meta: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    parts: Mapped[list[SmsPart]] = relationship(back_populates="message", cascade="all, delete-orphan")
+
+
+class SmsPart(db.Model):
+    """One part of an outbound SMS as Vonage accepted it: its message id and delivery state."""
+
+    __tablename__ = "sms_parts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
+    vonage_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="submitted")
+    error_code: Mapped[str | None] = mapped_column(String(8))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="parts")
+
+
+class Operator(UserMixin, db.Model):
+    """A dispatcher who signs in to the dashboard."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Receipt(db.Model):
+    """A delivery receipt as Vonage sent it; kept even when its message id is unknown to us."""
+
+    __tablename__ = "receipts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vonage_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    err_code: Mapped[str | None] = mapped_column(String(8))
+    part_id: Mapped[int | None] = mapped_column(ForeignKey("sms_parts.id"))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,189 @@
+"""The pure domain of number masking: numbers, allocation, routing, message text rules.
+
+Imports neither Flask nor SQLAlchemy, so every rule here is tested without an app.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import phonenumbers
+
+# ---------------------------------------------------------------- numbers
+
+
+class InvalidNumber(ValueError):
+    """A phone number that cannot be used; str() says why, in words for a person."""
+
+
+def parse_number(raw: object, default_region: str = "GB") -> str:
+    """Parse user or webhook input into E.164 (`+447700900123`).
+
+    National input ("07700 900123") is read with `default_region`. Digits without a plus that are not a
+    possible national number are tried as international (Vonage sends `447700900123`). Numbers must be
+    *possible* (right length for their country); we do not require a number to be allocated to a carrier,
+    since fictional test ranges (Ofcom's 07700 900xxx) must work.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidNumber("a phone number is required")
+    text = raw.strip()
+    if len(text) > 32:
+        raise InvalidNumber("too long to be a phone number")
+    candidates: list[tuple[str, str | None]] = [(text, default_region)]
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not text.startswith(("+", "0")) and digits:
+        candidates.append(("+" + digits, None))
+    reason = "not a phone number"
+    for candidate, region in candidates:
+        try:
+            parsed = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(parsed):
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        reason = "not a possible phone number (wrong length for its country)"
+    raise InvalidNumber(reason)
+
+
+def region_of(e164: str) -> str | None:
+    """ISO region (GB, US, ...) of an E.164 number, or None when it cannot be told."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or None
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def to_vonage(e164: str) -> str:
+    """Vonage's wire form: international digits without the plus."""
+    return e164.lstrip("+")
+
+
+def mask(e164: str | None) -> str:
+    """A number with all but its country code and last four digits hidden, for logs and screens.
+
+    `+447700900123` -> `+44 •••• ••01 23`.
+    """
+    if not e164:
+        return "—"
+    try:
+        cc = str(phonenumbers.parse(e164, None).country_code)
+    except phonenumbers.NumberParseException:
+        cc = ""
+    digits = e164.lstrip("+")
+    national = digits[len(cc):] if cc and digits.startswith(cc) else digits
+    tail = national[-4:]
+    hidden = "•" * max(len(national) - 4, 0)
+    masked = hidden + tail
+    # groups of four from the right, like the number itself would be written
+    groups = []
+    while masked:
+        groups.insert(0, masked[-4:])
+        masked = masked[:-4]
+    return f"+{cc} " + " ".join(groups) if cc else " ".join(groups)
+
+
+def mask_for_log(e164: str | None) -> str:
+    """Compact mask for log lines: `+44•••••0123`."""
+    if not e164:
+        return "-"
+    return e164[:3] + "•" * max(len(e164) - 7, 0) + e164[-4:]
+
+
+# ---------------------------------------------------------------- allocation
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    """A proxy number as allocation sees it."""
+
+    number: str
+    region: str | None
+    load: int  # active chats on this number
+
+
+def choose_proxy(
+    pool: Iterable[PoolEntry],
+    busy: set[str],
+    regions: set[str | None],
+    previous: Iterable[str] = (),
+) -> str | None:
+    """Pick the proxy number for a new chat, or None when no number is free for both people.
+
+    `busy` holds the numbers on which either participant already has an active chat (the routing key
+    (real number, proxy number) must stay unique). Preference: a number these two used together before
+    (most recent first), then a number in one of their countries, then the least loaded; ties go to the
+    number itself so the choice is deterministic.
+    """
+    free = [p for p in pool if p.number not in busy]
+    if not free:
+        return None
+    by_number = {p.number: p for p in free}
+    for number in previous:
+        if number in by_number:
+            return number
+    return min(free, key=lambda p: (p.region not in regions, p.load, p.number)).number
+
+
+# ---------------------------------------------------------------- routing
+
+
+@dataclass(frozen=True)
+class Parties:
+    a: str
+    b: str
+
+
+def other_party(parties: Parties, sender: str) -> tuple[str, str]:
+    """(side of the sender, number of the other party) for a sender in this chat."""
+    if sender == parties.a:
+        return "a", parties.b
+    if sender == parties.b:
+        return "b", parties.a
+    raise ValueError("sender is not a participant of this chat")
+
+
+# ---------------------------------------------------------------- message text
+
+STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+
+
+def is_opt_out(text: str | None) -> bool:
+    """True when the whole message is a stop word (case, spaces and final punctuation ignored)."""
+    if not text:
+        return False
+    return text.strip().strip(".!").strip().upper() in STOP_WORDS
+
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXT = frozenset("^{}\\[~]|€\f")
+
+
+def sms_type(text: str) -> str:
+    """'text' when every character is in the GSM 03.38 alphabet, else 'unicode'."""
+    return "text" if all(ch in GSM7_BASIC or ch in GSM7_EXT for ch in text) else "unicode"
+
+
+def segments(text: str) -> int:
+    """How many SMS parts the text takes."""
+    if sms_type(text) == "text":
+        units = sum(2 if ch in GSM7_EXT else 1 for ch in text)
+        single, per_part = 160, 153
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, per_part = 70, 67
+    return 1 if units <= single else math.ceil(units / per_part)
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """Fill a configurable notice template; unknown placeholders are left as written."""
+
+    class _Keep(dict):
+        def __missing__(self, key: str) -> str:
+            return "{" + key + "}"
+
+    return template.format_map(_Keep(values))
