@@ -1,14 +1,15 @@
-"""Local TLS fake of Vonage's SMS API ``POST /sms/json`` (stdlib http.server + trustme), bound to 127.0.0.1 only.
+"""Local TLS fake of Vonage's SMS API ``POST /sms/json`` (stdlib http.server + trustme), on 127.0.0.1 only.
 
 In-process::
 
-    with FakeVonage(tmp_path, faults=Faults(throttle=0.1), dlr_url="http://127.0.0.1:5000/webhooks/dlr") as fake:
-        os.environ["REQUESTS_CA_BUNDLE"] = str(fake.ca_path)   # requests' trust_env makes this override verify=
+    with FakeVonage(tmp_path, faults=Faults(throttle=0.1), dlr_url="http://127.0.0.1:5000/dlr") as fake:
+        os.environ["REQUESTS_CA_BUNDLE"] = str(fake.ca_path)  # trust_env: overrides Session.verify
         client = Vonage(Auth(api_key="key", api_secret="secret"),
                         HttpClientOptions(rest_host=fake.host, timeout=5, pool_maxsize=1))
         ...
         assert fake.wait_for(1, timeout=5)
-        [sent] = fake.accepted_for("447700900000")   # {'to','from','text','type','client-ref','message-ids','partial'}
+        [sent] = fake.accepted_for("447700900000")
+        # sent: {'to', 'from', 'text', 'type', 'client-ref', 'message-ids', 'partial'}
 
 As a process::
 
@@ -16,15 +17,15 @@ As a process::
         --drop P --drop-after-accept P --slow P --seed S] [--dlr-url URL]
     -> prints "listening 127.0.0.1:PORT ca=PATH"; every accepted send is appended to --log as a JSON line.
 
-Behaviour by the last 4 digits of ``to`` (as vonage.md §2.3): 0001/0002/0004/0009/0015 -> body status 1/2/4/9/15;
-0429/0500/0503 -> that HTTP status; 0777 -> HTTP 200 with a non-JSON body; 0888 -> 2 parts, the second throttled
-(partial failure; the first part counts as accepted). Anything else is accepted: texts over 160 GSM-7 septets
-(70 UTF-16 units if type=unicode) are split into parts of 153/67, one message-id per part.
+Behaviour by the last 4 digits of ``to`` (vonage.md §2.3): 0001/0002/0004/0009/0015 -> body status
+1/2/4/9/15; 0429/0500/0503 -> that HTTP status; 0777 -> HTTP 200 with a non-JSON body; 0888 -> 2 parts,
+the second throttled (partial failure; the first part counts as accepted). Anything else is accepted: texts
+over 160 GSM-7 septets (70 UTF-16 units if type=unicode) are split into parts of 153/67, one id per part.
 Wrong Basic-auth credentials -> HTTP 200, status "4". Random faults (``Faults``) are drawn from a seeded RNG
-before that: slow (sleep, then answer normally -- the client may have timed out: still accepted), drop (close
-without a response, nothing accepted), http500/http429, throttle (status "1"), drop_after_accept (recorded as
-accepted, then the connection is closed without a response: the ambiguous case).
-``accepted`` lists what a phone would receive, whatever the client saw (drop_after_accept, slow, 0888 included).
+before that: slow (sleep, then answer normally -- the client may have timed out: still accepted), drop
+(close without a response, nothing accepted), http500/http429, throttle (status "1"), drop_after_accept
+(recorded as accepted, then closed without a response: the ambiguous case). ``accepted`` lists what a
+phone would receive, whatever the client saw (drop_after_accept, slow, 0888 included).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import trustme
 ERRORS = {"0001": ("1", "Throttled"), "0002": ("2", "Missing to param"), "0004": ("4", "Bad Credentials"),
           "0009": ("9", "Quota Exceeded - rejected"), "0015": ("15", "Illegal Sender Address - rejected")}
 HTTP_ERRORS = {"0429": 429, "0500": 500, "0503": 503}
+FAULT_DRAWS = ("slow", "drop", "http500", "http429", "throttle", "drop_after_accept")
 GSM7_EXT = set("^{}\\[~]|€\f")  # cost 2 septets each
 
 
@@ -148,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._http(404)
         f = fake.faults or Faults()
         with fake._lock:  # fixed number of draws per request keeps a seed's sequence stable
-            r = {k: fake._rng.random() for k in ("slow", "drop", "http500", "http429", "throttle", "drop_after_accept")}
+            r = {k: fake._rng.random() for k in FAULT_DRAWS}
         if r["slow"] < f.slow:
             time.sleep(f.slow_seconds)
         if r["drop"] < f.drop:
@@ -188,7 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake._accept(params, [m["message-id"] for m in msgs if m["status"] == "0"], partial)
         if r["drop_after_accept"] < f.drop_after_accept:
             return self._drop("drop-after-accept")
-        return self._send("partial" if partial else "ok", 200, json.dumps({"message-count": str(n), "messages": msgs}))
+        body = json.dumps({"message-count": str(n), "messages": msgs})
+        return self._send("partial" if partial else "ok", 200, body)
 
     def _drop(self, outcome: str) -> None:
         self.entry["outcome"] = outcome
@@ -198,18 +201,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeVonage:
-    """See the module docstring. Attributes ``faults``, ``dlr_url``, ``dlr_status``, ``dlr_err_code``, ``dlr_delay``,
+    """See the module docstring. ``faults``, ``dlr_url``, ``dlr_status``, ``dlr_err_code``, ``dlr_delay``,
     ``api_key`` and ``api_secret`` may be changed while running."""
 
-    def __init__(self, cert_dir: Path, port: int = 0, faults: Faults | None = None, dlr_url: str | None = None,
-                 seed: int = 0, *, api_key: str = "key", api_secret: str = "secret", log_path: Path | None = None):
+    def __init__(self, cert_dir: Path, port: int = 0, faults: Faults | None = None,
+                 dlr_url: str | None = None, seed: int = 0, *, api_key: str = "key",
+                 api_secret: str = "secret", log_path: Path | None = None):
         self.cert_dir, self.port = Path(cert_dir), port
         self.faults, self.dlr_url = faults or Faults(), dlr_url
         self.dlr_status, self.dlr_err_code, self.dlr_delay = "delivered", "0", 0.0
         self.api_key, self.api_secret, self.log_path = api_key, api_secret, log_path
         self.requests: list[dict] = []
         self.accepted: list[dict] = []
-        self.dlrs: list[dict] = []  # one per DLR POST attempt: message-id, status, result (HTTP code or error)
+        self.dlrs: list[dict] = []  # per DLR POST: message-id, status, result (HTTP code or error)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -233,7 +237,7 @@ class FakeVonage:
         # handshake lazily in the handler thread, so a slow/bad client cannot block accept()
         srv.socket = self._ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
         self._server, self.port = srv, srv.server_address[1]
-        self._thread = threading.Thread(target=srv.serve_forever, args=(0.1,), name="fake-vonage", daemon=True)
+        self._thread = threading.Thread(target=srv.serve_forever, args=(0.1,), daemon=True)
         self._thread.start()
         return self
 
@@ -287,8 +291,8 @@ class FakeVonage:
         for mid in rec["message-ids"]:
             form = {"messageId": mid, "msisdn": rec["to"], "to": rec["from"], "status": self.dlr_status,
                     "err-code": self.dlr_err_code, "network-code": "23410", "price": "0.03330000",
-                    "scts": now.strftime("%y%m%d%H%M"), "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
-                    "api-key": self.api_key}
+                    "scts": now.strftime("%y%m%d%H%M"), "api-key": self.api_key,
+                    "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S")}
             if rec.get("client-ref"):
                 form["client-ref"] = rec["client-ref"]
             req = urllib.request.Request(url, urlencode(form).encode(), method="POST",
@@ -296,7 +300,7 @@ class FakeVonage:
             try:
                 with urllib.request.urlopen(req, timeout=3) as resp:
                     result: object = resp.status
-            except Exception as e:  # noqa: BLE001 - DLR delivery is best effort
+            except Exception as e:  # DLR delivery is best effort
                 result = f"{type(e).__name__}: {e}"
             with self._lock:
                 self.dlrs.append({"message-id": mid, "status": self.dlr_status, "result": result})
@@ -316,16 +320,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--slow-seconds", type=float, default=2.0)
     a = p.parse_args(argv)
     faults = Faults(a.throttle, a.http500, a.http429, a.drop, a.drop_after_accept, a.slow, a.slow_seconds)
-    fake = FakeVonage(a.cert_dir, a.port, faults, a.dlr_url, a.seed, api_key=a.api_key, api_secret=a.api_secret,
-                      log_path=a.log)
+    fake = FakeVonage(a.cert_dir, a.port, faults, a.dlr_url, a.seed, api_key=a.api_key,
+                      api_secret=a.api_secret, log_path=a.log)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with fake:
         print(f"listening {fake.host} ca={fake.ca_path}", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
 
 
 if __name__ == "__main__":
