@@ -75,13 +75,15 @@ def receive_sms(params: Mapping[str, str]) -> Inbound:
     if (existing := _already_have(provider_id)) is not None:
         db.session.rollback()
         return Inbound("duplicate", existing)
-    result = _store(sender, proxy, text, provider_id)
     try:
+        result = _store(sender, proxy, text, provider_id)  # its flushes can hit the constraint too
         db.session.commit()
     except IntegrityError:
         # The same messageId arrived concurrently and the other copy committed first.
         db.session.rollback()
-        return Inbound("duplicate", _already_have(provider_id))
+        if (existing := _already_have(provider_id)) is None:
+            raise
+        return Inbound("duplicate", existing)
     log.info(
         "inbound sms %s from %s to %s: %s",
         result.message_id,
@@ -117,7 +119,10 @@ def _store(sender: str, proxy: str, text: str, provider_id: str | None) -> Inbou
             _maybe_auto_reply(sender, proxy)
         return Inbound("unrouted", msg.id)
 
-    chat: Chat = route.chat
+    # Lock the chat row (PostgreSQL; SQLite holds the write lock already): concurrent messages of one
+    # chat would otherwise lose updates of `unread`, and an end could slip between read and relay.
+    chat = db.session.get(Chat, route.chat_id, with_for_update=True, populate_existing=True)
+    assert chat is not None
     side, _ = other_party(Parties(chat.a_number, chat.b_number), sender)
     other = "b" if side == "a" else "a"
     msg.chat_id = chat.id
