@@ -17,9 +17,10 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
+from . import doorbell
 from .config import ConfigError, resolve_gateway
-from .database import engine_options, install_sqlite_pragmas
-from .extensions import csrf, db, login_manager, socketio
+from .database import MIGRATIONS, engine_options, install_sqlite_pragmas, migrate_schema, normalise_url
+from .extensions import csrf, db, login_manager, migrate, socketio
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     url = cfg.get("SQLALCHEMY_DATABASE_URI") or cfg["DATABASE_URL"] or (
         "sqlite:///" + os.path.join(app.instance_path, "smsproxy.db")
     )
-    if url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url[len("postgres://"):]
-    elif url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    url = normalise_url(url)
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=cfg["SESSION_HOURS"])
@@ -72,17 +70,20 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.debug = bool(cfg["DEBUG"])
 
     db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True, compare_type=True)
     csrf.init_app(app)
     login_manager.init_app(app)
     with app.app_context():
         install_sqlite_pragmas(db.engine)
+    doorbell.install()
 
     from . import live  # noqa: F401  (registers the Socket.IO handlers before init_app)
 
     socketio.init_app(
         app,
         async_mode="threading",
-        message_queue=cfg["SOCKETIO_MESSAGE_QUEUE"] or None,
+        message_queue=message_queue_url(cfg["SOCKETIO_MESSAGE_QUEUE"]),
+        channel=cfg.get("SOCKETIO_CHANNEL") or "flask-socketio",
         cors_allowed_origins=[],  # same origin only
     )
 
@@ -121,13 +122,31 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+def message_queue_url(url: str | None) -> str | None:
+    """The Redis URL with socket timeouts added, so a hung Redis delays an emit by seconds, never forever.
+
+    Without them redis-py waits indefinitely and the request that emitted hangs (shared/stack.md §3.3 C5/C6).
+    """
+    if not url:
+        return None
+    if url.startswith(("redis://", "rediss://")):
+        for name in ("socket_timeout", "socket_connect_timeout"):
+            if name + "=" not in url:
+                url += ("&" if "?" in url else "?") + name + "=2"
+    return url
+
+
 def prepare_database(app: Flask) -> None:
-    """Create the schema on first start and load PROXY_NUMBERS into the pool."""
+    """Create or upgrade the schema (migrations/), then load PROXY_NUMBERS into the pool.
+
+    Runs at every start, so the first start on an empty database needs no extra step; `flask db upgrade`
+    does the same schema step on its own.
+    """
     from .proxy import InvalidNumber
     from .services import sync_pool
 
     with app.app_context():
-        db.create_all()
+        migrate_schema(db.engine)
         raw = [n for n in app.config["PROXY_NUMBERS"].split(",") if n.strip()]
         try:
             added = sync_pool(raw, app.config["DEFAULT_REGION"])

@@ -59,6 +59,28 @@ def outbox_drain() -> None:
     click.echo(f"sent {drain_once()} message(s)")
 
 
+@outbox_cli.command("work")
+@click.option("--until-idle", is_flag=True, help="Exit once nothing is due.")
+def outbox_work(until_idle: bool) -> None:
+    """Run an outbox sender in this process until SIGTERM/SIGINT. Several may run at once.
+
+    Claims use FOR UPDATE SKIP LOCKED on PostgreSQL, so no message is sent twice; on PostgreSQL a doorbell
+    (LISTEN/NOTIFY) wakes it as soon as a web process queues a message, else it polls every
+    OUTBOX_POLL_SECONDS. Run the web processes with OUTBOX_WORKER=false when separate workers send.
+    """
+    from .outbox import drain_once
+
+    if until_idle:
+        total = 0
+        while sent := drain_once():
+            total += sent
+        click.echo(f"sent {total} message(s)")
+        return
+    from .workers import run_outbox_worker
+
+    run_outbox_worker(current_app._get_current_object())
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(numbers)
     app.cli.add_command(outbox_cli)

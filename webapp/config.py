@@ -48,6 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_MAX_ATTEMPTS": 8,
     "OUTBOX_LEASE_SECONDS": 60,
     "SOCKETIO_MESSAGE_QUEUE": "",
+    "SOCKETIO_CHANNEL": "flask-socketio",  # Redis pub/sub channel; processes of one deployment share it
     "SESSION_HOURS": 12,
     "LOG_LEVEL": "INFO",
 }

@@ -1,19 +1,50 @@
-"""Engine setup per backend, and the write-transaction helper services use."""
+"""Engine setup per backend, schema migrations at start, and the write-transaction helper services use.
+
+One code path serves both backends, chosen by DATABASE_URL:
+- SQLite (the default): WAL, `synchronous=NORMAL`, a busy timeout, and `BEGIN IMMEDIATE` for read-then-write
+  transactions (shared/stack.md §5.1-5.2).
+- PostgreSQL (`postgresql+psycopg://...`, psycopg 3): a pre-pinged pool, so a restarted server is reconnected
+  to by itself; unique constraints settle races and `FOR UPDATE SKIP LOCKED` keeps outbox claims apart.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, inspect, text
+from sqlalchemy.engine import Connection, Engine
 
 from .extensions import db
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# pg_advisory_lock key held while one process creates or upgrades the schema ("smsproxy" as an int).
+SCHEMA_LOCK = 0x736D7370
+
+
+def normalise_url(url: str) -> str:
+    """postgres:// and postgresql:// (Heroku style) mean psycopg 3; everything else is kept as given."""
+    if url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
 
 
 def engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 15, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return {
+        "pool_pre_ping": True,  # a connection broken by a server restart is replaced, not handed out
+        "pool_size": 10,
+        "max_overflow": 40,  # gunicorn --threads 100: most threads hold sockets, not connections
+        "pool_timeout": 10,
+        "pool_recycle": 1800,
+        "connect_args": {"connect_timeout": 5},
+    }
 
 
 def install_sqlite_pragmas(engine: Engine) -> None:
@@ -45,3 +76,80 @@ def begin_write() -> None:
     raw = session.connection().connection.dbapi_connection
     if not raw.in_transaction:
         session.execute(text("BEGIN IMMEDIATE"))
+
+
+# --- schema -------------------------------------------------------------------------------------------------
+
+
+def alembic_config(connection: Connection | None = None) -> Any:
+    """An Alembic Config for migrations/, optionally bound to an open connection (see migrations/env.py)."""
+    from alembic.config import Config
+
+    cfg = Config(str(MIGRATIONS / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate_schema(engine: Engine) -> str:
+    """Bring the schema to the newest migration; returns what was done ("created", "upgraded", "current").
+
+    - empty database: `create_all` then stamp head. The migration test proves that the migrations build
+      exactly this schema, and it is one quick step (the first start on SQLite needs nothing else);
+    - database at an older revision: `alembic upgrade head`;
+    - tables but no revision (made by create_all before migrations existed): stamped at the first
+      revision, then upgraded.
+    On PostgreSQL an advisory lock makes processes that start together take turns.
+    """
+    from alembic import command
+
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK})
+            conn.commit()
+        try:
+            return _migrate(conn, command)
+        finally:
+            if conn.dialect.name == "postgresql":
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK})
+                conn.commit()
+
+
+def _migrate(conn: Connection, command: Any) -> str:
+    cfg = alembic_config(conn)
+    head = head_revision()
+    revision = current_revision(conn)
+    if revision == head:
+        conn.commit()
+        return "current"
+    tables = set(inspect(conn).get_table_names()) - {"alembic_version"}
+    if revision is None and not tables:
+        db.metadata.create_all(conn)
+        command.stamp(cfg, "head")
+        conn.commit()
+        log.info("database schema created at revision %s", head)
+        return "created"
+    if revision is None:
+        from alembic.script import ScriptDirectory
+
+        base = ScriptDirectory.from_config(cfg).get_base()
+        command.stamp(cfg, base)
+        log.warning("database without a schema revision: taken as %s", base)
+    command.upgrade(cfg, "head")
+    conn.commit()
+    log.info("database schema upgraded to revision %s", head)
+    return "upgraded"

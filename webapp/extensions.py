@@ -1,6 +1,7 @@
 """Extension objects, created unbound; `create_app` binds them with init_app."""
 
 from flask_login import LoginManager
+from flask_migrate import Migrate
 from flask_socketio import SocketIO
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -15,3 +16,4 @@ db = SQLAlchemy(model_class=Base)
 socketio = SocketIO()
 csrf = CSRFProtect()
 login_manager = LoginManager()
+migrate = Migrate()

@@ -1,0 +1,48 @@
+"""Production entry point for gunicorn (threading mode + simple-websocket; shared/stack.md §3):
+
+    gunicorn -w 1 --threads 100 --no-control-socket -b 0.0.0.0:8000 webapp.wsgi:app
+
+- one worker per gunicorn (Socket.IO needs sticky sessions; scale out with more single-worker gunicorns
+  behind a sticky load balancer and SOCKETIO_MESSAGE_QUEUE=redis://...);
+- `--threads` caps open WebSockets plus requests in flight: each connected dashboard holds one thread;
+- `--no-control-socket`: gunicorn 27's control socket clashes between instances on one host;
+- no `--preload`: the outbox thread must start in the worker process, not the master.
+
+The schema is created or upgraded at import (as `flask db upgrade` would); the outbox worker starts here when
+OUTBOX_WORKER is true (set it false when `flask outbox work` processes send instead).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+
+from dotenv import load_dotenv
+
+from . import create_app, prepare_database
+from .config import ConfigError
+from .logs import configure_logging
+from .workers import Background
+
+load_dotenv(".env")
+try:
+    app = create_app()
+    configure_logging(app.config["LOG_LEVEL"])
+    prepare_database(app)
+except ConfigError as exc:  # gunicorn shows this and stops, instead of serving a broken app
+    print(f"configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+background: Background | None = None
+if app.config["OUTBOX_WORKER"]:
+    background = Background(app)
+    background.start()
+    atexit.register(background.stop)
+
+logging.getLogger(__name__).info(
+    "SMS proxy ready under gunicorn (gateway: %s, database: %s, message queue: %s)",
+    app.config["SMS_GATEWAY"],
+    app.extensions["sqlalchemy"].engines[None].url.get_backend_name(),
+    "redis" if app.config["SOCKETIO_MESSAGE_QUEUE"] else "none",
+)
