@@ -7,6 +7,7 @@ import signal
 import threading
 
 from flask import Flask
+from sqlalchemy.engine import make_url
 
 from .doorbell import Listener
 from .logs import configure_logging
@@ -39,7 +40,7 @@ def run_outbox_worker(app: Flask) -> None:
         signal.signal(sig, lambda *_: stop.set())
     background = Background(app)
     background.start()
-    backend = app.extensions["sqlalchemy"].engines[None].url.get_backend_name()
+    backend = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name()
     log.info("outbox worker running (database: %s)", backend)
     stop.wait()
     log.info("outbox worker stopping")

@@ -19,6 +19,7 @@ import logging
 import sys
 
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
 
 from . import create_app, prepare_database
 from .config import ConfigError
@@ -43,6 +44,6 @@ if app.config["OUTBOX_WORKER"]:
 logging.getLogger(__name__).info(
     "SMS proxy ready under gunicorn (gateway: %s, database: %s, message queue: %s)",
     app.config["SMS_GATEWAY"],
-    app.extensions["sqlalchemy"].engines[None].url.get_backend_name(),
+    make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name(),
     "redis" if app.config["SOCKETIO_MESSAGE_QUEUE"] else "none",
 )

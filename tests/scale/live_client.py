@@ -1,0 +1,75 @@
+"""A signed-in Socket.IO client for a running app process (python-socketio's client, websocket transport).
+
+Signing in: the dashboard's operator sign-in (POST /login) may not exist on this branch yet, so the session
+is made the way Flask-Login stores it: a cookie signed with the app's SECRET_KEY holding `_user_id` of an
+operator row. That is the test-only shortcut; the socket's `connect` handler still checks the operator.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import socketio
+from flask import Flask
+from sqlalchemy import select
+
+from webapp.extensions import db
+from webapp.models import Operator
+
+
+def operator_cookie(app: Flask, name: str = "scale-op") -> str:
+    """A session cookie value for an operator (created if missing), signed with app's SECRET_KEY."""
+    with app.app_context():
+        op = db.session.scalar(select(Operator).where(Operator.name == name))
+        if op is None:
+            op = Operator(name=name, password_hash="!unusable")
+            db.session.add(op)
+            db.session.commit()
+        op_id = op.id
+        db.session.remove()
+    serializer = app.session_interface.get_signing_serializer(app)
+    return serializer.dumps({"_user_id": str(op_id), "_fresh": True})
+
+
+def mentions(payload: Any, value: int) -> bool:
+    """Whether an event payload carries `value` as an id anywhere in it."""
+    if isinstance(payload, dict):
+        return any(mentions(v, value) for v in payload.values())
+    if isinstance(payload, list | tuple):
+        return any(mentions(v, value) for v in payload)
+    return payload == value or payload == str(value)
+
+
+class LiveClient:
+    def __init__(self, url: str, cookie: str) -> None:
+        self.url, self.cookie = url, cookie
+        self.events: list[tuple[str, Any]] = []
+        self._cond = threading.Condition()
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        self.sio.on("*", self._any)
+
+    def _any(self, event: str, data: Any = None) -> None:
+        with self._cond:
+            self.events.append((event, data))
+            self._cond.notify_all()
+
+    def connect(self) -> LiveClient:
+        self.sio.connect(
+            self.url, headers={"Cookie": f"session={self.cookie}"}, transports=["websocket"], wait_timeout=10
+        )
+        return self
+
+    def wait_for(self, predicate, timeout: float = 15) -> tuple[str, Any] | None:
+        with self._cond:
+            found: list = []
+
+            def check() -> bool:
+                found[:] = [e for e in self.events if predicate(*e)]
+                return bool(found)
+
+            self._cond.wait_for(check, timeout)
+            return found[0] if found else None
+
+    def close(self) -> None:
+        self.sio.disconnect()
