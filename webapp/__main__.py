@@ -6,6 +6,7 @@ import logging
 import sys
 
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
 
 
 def main() -> int:
@@ -38,7 +39,7 @@ def main() -> int:
         cfg["HOST"],
         cfg["PORT"],
         cfg["SMS_GATEWAY"],
-        app.extensions["sqlalchemy"].engines[None].url.render_as_string(hide_password=True),
+        make_url(cfg["SQLALCHEMY_DATABASE_URI"]).render_as_string(hide_password=True),
     )
     try:
         socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], allow_unsafe_werkzeug=True, log_output=False)
