@@ -1,8 +1,8 @@
 """Benchmark 1, webhook ingest: inbound webhooks per second, p50/p99 latency and CPU ms per webhook, at 32
-concurrent keep-alive connections, every request signed (SHA-256 HMAC) with a unique messageId, each one routed
+concurrent keep-alive connections, every request signed (SHA-256 HMAC) with a unique messageId, each routed
 to an active chat (the inbound row and its relay are stored in one commit).
 
-    python -m bench.ingest [--setups sqlite,gunicorn-sqlite,gunicorn-postgres] [--seconds 5] [--connections 32]
+    python -m bench.ingest [--setups sqlite,gunicorn-postgres,...] [--seconds 5] [--connections 32]
 
 Setups: `sqlite` = one process, `python -m webapp` (Werkzeug, the embedded default) on SQLite;
 `gunicorn-sqlite` / `gunicorn-postgres` = the production command (docs/deploy.md) on each database.
@@ -50,7 +50,9 @@ SETUPS = {
 def stored(url: str, prefix: str) -> int:
     engine = create_engine(url)
     with engine.connect() as conn:
-        n = conn.execute(text("SELECT count(*) FROM messages WHERE provider_id LIKE :p"), {"p": prefix + "%"}).scalar()
+        n = conn.execute(
+            text("SELECT count(*) FROM messages WHERE provider_id LIKE :p"), {"p": prefix + "%"}
+        ).scalar()
     engine.dispose()
     return int(n or 0)
 
@@ -61,7 +63,9 @@ def run_setup(name: str, seconds: float, connections: int, chats: int, extra_env
         database = open_database(db_kind, wd)
         try:
             keys = seed_chats(database.url, chats)
-            server = Server(server_kind, app_env(database.url, **extra_env), wd, threads=threads or 100, workers=workers)
+            server = Server(
+                server_kind, app_env(database.url, **extra_env), wd, threads=threads or 100, workers=workers
+            )
             try:
                 rng = random.Random(1)
                 count = int(seconds * 8000) + 1000  # more bodies than the run can send: each is sent once
@@ -69,7 +73,9 @@ def run_setup(name: str, seconds: float, connections: int, chats: int, extra_env
                 with open(wd / "bodies.txt", "w") as fh:
                     for i in range(count):
                         sender, proxy = rng.choice(keys)
-                        fh.write(inbound_body(sender, proxy, f"ride {i} is two minutes away", f"{tag}{i}") + "\n")
+                        fh.write(
+                            inbound_body(sender, proxy, f"ride {i} is two minutes away", f"{tag}{i}") + "\n"
+                        )
                 with open(wd / "warm.txt", "w") as fh:
                     for i in range(300):
                         sender, proxy = rng.choice(keys)
@@ -115,11 +121,30 @@ def main() -> None:
         extra["VONAGE_SIGNATURE_SECRET"] = ""
     rows = [run_setup(s, a.seconds, a.connections, a.chats, extra) for s in a.setups.split(",")]
     print(f"machine: {machine()}")
-    print(f"load: {a.connections} connections, {a.seconds:g} s, POST /webhooks/inbound-sms, signed sha256, unique "
-          f"messageIds, {a.chats} active chats (proxy {PROXY}), LOG_LEVEL={a.log_level}, OUTBOX_WORKER=false"
-          + (", signature secret UNSET" if a.unsigned else ""))
-    print(table(["setup", "command", "requests", "webhooks/s", "p50 ms", "p99 ms", "app CPU ms/webhook",
-                 "PG CPU ms/webhook", "non-2xx", "stored/2xx", "load"], rows))
+    print(
+        f"load: {a.connections} connections, {a.seconds:g} s, POST /webhooks/inbound-sms, signed sha256, "
+        "unique "
+        f"messageIds, {a.chats} active chats (proxy {PROXY}), LOG_LEVEL={a.log_level}, OUTBOX_WORKER=false"
+        + (", signature secret UNSET" if a.unsigned else "")
+    )
+    print(
+        table(
+            [
+                "setup",
+                "command",
+                "requests",
+                "webhooks/s",
+                "p50 ms",
+                "p99 ms",
+                "app CPU ms/webhook",
+                "PG CPU ms/webhook",
+                "non-2xx",
+                "stored/2xx",
+                "load",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

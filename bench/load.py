@@ -1,4 +1,4 @@
-"""HTTP load for the benchmarks: wrk (Debian `wrk`, C, light on the CPU we are measuring) when installed, else a
+"""HTTP load for the benchmarks: wrk (Debian `wrk`, C, light on the CPU we measure) when installed, else a
 small asyncio keep-alive client. Both POST pre-built webhook bodies, each once, over N connections."""
 
 from __future__ import annotations
@@ -38,15 +38,37 @@ def run_load(url: str, bodies_file: Path, connections: int, seconds: float, thre
 
 
 def _wrk(url: str, bodies_file: Path, connections: int, seconds: float, threads: int) -> LoadResult:
-    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "10s",
-           "-s", str(LUA), url, "--", str(bodies_file), str(threads)]
+    cmd = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        str(bodies_file),
+        str(threads),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
     m = re.search(r"RESULT (.*)", out)
     if not m:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     f = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-    return LoadResult("wrk", int(f["requests"]), f["duration_us"] / 1e6, f["p50_us"] / 1000, f["p99_us"] / 1000,
-                      int(f["non2xx"]), int(f["socket_errors"]))
+    return LoadResult(
+        "wrk",
+        int(f["requests"]),
+        f["duration_us"] / 1e6,
+        f["p50_us"] / 1000,
+        f["p99_us"] / 1000,
+        int(f["non2xx"]),
+        int(f["socket_errors"]),
+    )
 
 
 async def _asyncio_load(url: str, bodies_file: Path, connections: int, seconds: float) -> LoadResult:
@@ -65,8 +87,10 @@ async def _asyncio_load(url: str, bodies_file: Path, connections: int, seconds: 
             if i is None:
                 break
             body = bodies[i].encode()
-            head = (f"POST /webhooks/inbound-sms HTTP/1.1\r\nHost: {host}\r\n"
-                    f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n")
+            head = (
+                f"POST /webhooks/inbound-sms HTTP/1.1\r\nHost: {host}\r\n"
+                f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
             t0 = time.perf_counter()
             writer.write(head.encode() + body)
             try:

@@ -1,7 +1,7 @@
-"""Benchmark 2, relay latency: from sending an inbound webhook to the relayed SMS arriving at a local fake Vonage
-(TLS, the real SDK), p50/p99, at a steady 100 relays/s. Goal: p50 < 20 ms, p99 < 100 ms.
+"""Benchmark 2, relay latency: from sending an inbound webhook to the relayed SMS arriving at a local fake
+Vonage (TLS, the real SDK), p50/p99, at a steady 100 relays/s. Goal: p50 < 20 ms, p99 < 100 ms.
 
-    python -m bench.relay [--setups gunicorn-sqlite,gunicorn-postgres,workers-postgres] [--rate 100] [--seconds 5]
+    python -m bench.relay [--setups gunicorn-sqlite,gunicorn-postgres,workers-postgres] [--rate 100]
 
 Setups: `gunicorn-*` = the production command with the outbox worker in the web process (woken in-process);
 `workers-postgres` = web process with OUTBOX_WORKER=false plus 2 separate `flask outbox work` processes,
@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from .common import (
-    ROOT,
     Server,
     app_env,
     inbound_form,
@@ -30,12 +29,10 @@ from .common import (
     open_database,
     percentile,
     seed_chats,
+    start_fake_vonage,
     table,
     workdir,
 )
-
-sys.path.insert(0, str(ROOT))
-from tests.fakes.vonage import FakeVonage  # noqa: E402
 
 SETUPS = {
     "gunicorn-sqlite": ("sqlite", 0),
@@ -48,7 +45,7 @@ def run_setup(name: str, rate: float, seconds: float, chats: int) -> list:
     db_kind, separate_workers = SETUPS[name]
     with workdir("bench-relay-") as wd:
         database = open_database(db_kind, wd)
-        fake = FakeVonage(wd / "certs").start()
+        fake = start_fake_vonage(wd / "certs")
         arrived: dict[str, float] = {}
         lock = threading.Lock()
         original = fake._accept
@@ -63,16 +60,31 @@ def run_setup(name: str, rate: float, seconds: float, chats: int) -> list:
         server = None
         try:
             keys = seed_chats(database.url, chats)
-            env = app_env(database.url, SMS_GATEWAY="vonage", VONAGE_API_KEY="key", VONAGE_API_SECRET="secret",
-                          VONAGE_REST_HOST=fake.host, VONAGE_API_HOST=fake.host,
-                          REQUESTS_CA_BUNDLE=str(fake.ca_path), VONAGE_MAX_SENDS_PER_SECOND=str(rate * 5),
-                          OUTBOX_WORKER="false" if separate_workers else "true", OUTBOX_POLL_SECONDS="1",
-                          LOG_LEVEL="WARNING")
+            env = app_env(
+                database.url,
+                SMS_GATEWAY="vonage",
+                VONAGE_API_KEY="key",
+                VONAGE_API_SECRET="secret",
+                VONAGE_REST_HOST=fake.host,
+                VONAGE_API_HOST=fake.host,
+                REQUESTS_CA_BUNDLE=str(fake.ca_path),
+                VONAGE_MAX_SENDS_PER_SECOND=str(rate * 5),
+                OUTBOX_WORKER="false" if separate_workers else "true",
+                OUTBOX_POLL_SECONDS="1",
+                LOG_LEVEL="WARNING",
+            )
             server = Server("gunicorn", env, wd)
             for i in range(separate_workers):
                 log = open(wd / f"worker{i}.log", "ab")  # noqa: SIM115
-                workers.append(subprocess.Popen([sys.executable, "-m", "flask", "--app", "webapp", "outbox", "work"],
-                                                env=env, cwd=wd, stdout=log, stderr=subprocess.STDOUT))
+                workers.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "flask", "--app", "webapp", "outbox", "work"],
+                        env=env,
+                        cwd=wd,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
             time.sleep(1.5)  # workers up and listening
             sent: dict[str, float] = {}
             statuses: list[int] = []
@@ -82,7 +94,9 @@ def run_setup(name: str, rate: float, seconds: float, chats: int) -> list:
                 session = getattr(local, "s", None) or requests.Session()
                 local.s = session
                 sent[text] = time.perf_counter()
-                statuses.append(session.post(server.url + "/webhooks/inbound-sms", data=form, timeout=30).status_code)
+                statuses.append(
+                    session.post(server.url + "/webhooks/inbound-sms", data=form, timeout=30).status_code
+                )
 
             rng = random.Random(2)
             total = int(rate * seconds)
@@ -102,8 +116,16 @@ def run_setup(name: str, rate: float, seconds: float, chats: int) -> list:
             while time.perf_counter() < deadline and len([t for t in sent if t in arrived]) < total:
                 time.sleep(0.05)
             lat = [(arrived[t] - sent[t]) * 1000 for t in sent if t in arrived]
-            return [name, total, f"{rate:g}/s", sum(1 for s in statuses if s == 204), len(lat),
-                    f"{percentile(lat, 50):.1f}", f"{percentile(lat, 99):.1f}", f"{max(lat):.1f}" if lat else "-"]
+            return [
+                name,
+                total,
+                f"{rate:g}/s",
+                sum(1 for s in statuses if s == 204),
+                len(lat),
+                f"{percentile(lat, 50):.1f}",
+                f"{percentile(lat, 99):.1f}",
+                f"{max(lat):.1f}" if lat else "-",
+            ]
         finally:
             for w in workers:
                 w.terminate()
@@ -123,8 +145,10 @@ def main() -> None:
     a = p.parse_args()
     rows = [run_setup(s, a.rate, a.seconds, a.chats) for s in a.setups.split(",")]
     print(f"machine: {machine()}")
-    print(f"load: {a.rate:g} webhooks/s for {a.seconds:g} s, each relayed (signed sha256), {a.chats} chats; "
-          "gunicorn -w 1 --threads 100 --no-control-socket; fake Vonage over TLS in the bench process")
+    print(
+        f"load: {a.rate:g} webhooks/s for {a.seconds:g} s, each relayed (signed sha256), {a.chats} chats; "
+        "gunicorn -w 1 --threads 100 --no-control-socket; fake Vonage over TLS in the bench process"
+    )
     print(table(["setup", "webhooks", "rate", "204s", "relays arrived", "p50 ms", "p99 ms", "max ms"], rows))
 
 
