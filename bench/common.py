@@ -148,7 +148,7 @@ def app_for(url: str, **overrides: Any):
     return app
 
 
-def seed_chats(url: str, chats: int, proxies: int = 1) -> list[tuple[str, str]]:
+def seed_chats(url: str, chats: int, proxies: int = 1, start: int = 0) -> list[tuple[str, str]]:
     """`chats` active chats, pairs (+4477009xxxxx, +4477008xxxxx) over `proxies` proxy numbers; intros sent.
 
     Returns (sender, proxy) routing keys, one per chat. Bulk inserts, so 100,000 chats take seconds.
@@ -165,9 +165,9 @@ def seed_chats(url: str, chats: int, proxies: int = 1) -> list[tuple[str, str]]:
         assert db.session.query(ProxyNumber).count() >= proxies
         now = utcnow()
         batch = 5000
-        for start in range(0, chats, batch):
+        for first in range(start, start + chats, batch):
             rows, routes = [], []
-            for i in range(start, min(chats, start + batch)):
+            for i in range(first, min(start + chats, first + batch)):
                 a, b = f"+4471{i:08d}", f"+4472{i:08d}"
                 proxy = numbers[i % proxies]
                 rows.append(
