@@ -2,7 +2,7 @@
 
 It is measured in the same run as benchmark 4 (the data takes a minute to load), so this runs bench.size:
 
-    python -m bench.memory [--databases sqlite,postgres] [--chats 100000] [--messages 1000000] [--dashboards 50]
+    python -m bench.memory [--databases sqlite,postgres] [--chats 100000] [--messages 1000000]
 """
 
 from .size import main
