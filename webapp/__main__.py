@@ -6,7 +6,12 @@ import logging
 import sys
 
 from dotenv import load_dotenv
-from sqlalchemy.engine import make_url
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def main() -> int:
@@ -39,7 +44,7 @@ def main() -> int:
         cfg["HOST"],
         cfg["PORT"],
         cfg["SMS_GATEWAY"],
-        make_url(cfg["SQLALCHEMY_DATABASE_URI"]).render_as_string(hide_password=True),
+        _safe_url(cfg["SQLALCHEMY_DATABASE_URI"]),
     )
     try:
         socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], allow_unsafe_werkzeug=True, log_output=False)
