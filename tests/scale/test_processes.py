@@ -155,12 +155,12 @@ def test_separate_outbox_workers_keep_per_recipient_order(tmp_path, database_url
         assert ids == sorted(ids), f"out of order to {recipient[-4:]}"
 
 
-def test_doorbell_wakes_a_separate_worker_at_once(
-    tmp_path, database_url, db_backend, fake_vonage, start_proc
-):
-    """PostgreSQL: a worker polling only every 60 s still sends at once, woken by LISTEN/NOTIFY."""
-    if db_backend != "postgres":
-        pytest.skip("the doorbell is PostgreSQL's LISTEN/NOTIFY; on SQLite separate workers poll")
+@pytest.mark.postgres
+def test_doorbell_wakes_a_separate_worker_at_once(tmp_path, postgres_schema, fake_vonage, start_proc):
+    """PostgreSQL: a worker polling only every 60 s still sends at once, woken by LISTEN/NOTIFY.
+
+    (On SQLite, separate workers poll: there is no doorbell to test.)"""
+    database_url = postgres_schema
     queue_backlog(tmp_path, database_url, chats=1, per_chat=0)  # schema + one chat, two intros
     env = base_env(database_url, OUTBOX_POLL_SECONDS="60", **vonage_env(fake_vonage))
     worker = start_proc("worker", flask_args("outbox", "work"), env)
