@@ -21,7 +21,6 @@ from pathlib import Path
 
 from .common import app_for, inbound_form, machine, open_database, seed_chats, table, workdir
 
-
 _STATEMENTS: dict[str, object] = {}
 
 

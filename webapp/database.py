@@ -4,7 +4,8 @@ One code path serves both backends, chosen by DATABASE_URL:
 - SQLite (the default): WAL, `synchronous=NORMAL`, a busy timeout, and `BEGIN IMMEDIATE` for read-then-write
   transactions (shared/stack.md §5.1-5.2).
 - PostgreSQL (`postgresql+psycopg://...`, psycopg 3): a pool that discards its connections when one turns out
-  dead, so a restarted server is reconnected to by itself; unique constraints settle races and `FOR UPDATE SKIP LOCKED` keeps outbox claims apart.
+  dead, so a restarted server is reconnected to by itself; unique constraints settle races and
+  `FOR UPDATE SKIP LOCKED` keeps outbox claims apart.
 """
 
 from __future__ import annotations
