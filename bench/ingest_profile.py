@@ -153,6 +153,15 @@ def run(kind: str, n: int) -> list[list]:
             rows.append([kind, "receive_sms() (ORM)", f"{service:.0f}"])
             rows.append([kind, "  of which parse_inbound()", f"{parse:.0f}"])
             rows.append([kind, "lean store prototype (Core)", f"{lean:.0f}"])
+            from vonage import Auth
+
+            from .common import SIG_METHOD, SIG_SECRET
+
+            auth = Auth(api_key="benchkey", signature_secret=SIG_SECRET, signature_method=SIG_METHOD)
+            signed = [inbound_form(*rng.choice(keys), f"sig {i}", f"G{i}") for i in range(n)]
+            assert auth.check_signature(dict(signed[0]))
+            sig = measure(lambda f: auth.check_signature(dict(f)), signed)
+            rows.append([kind, "signature check (vonage Auth.check_signature, sha256)", f"{sig:.0f}"])
             return rows
         finally:
             database.close()
