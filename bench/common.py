@@ -168,7 +168,7 @@ def seed_chats(url: str, chats: int, proxies: int = 1, start: int = 0) -> list[t
         for first in range(start, start + chats, batch):
             rows, routes = [], []
             for i in range(first, min(start + chats, first + batch)):
-                a, b = f"+4471{i:08d}", f"+4472{i:08d}"
+                a, b = f"+4471{i:06d}55", f"+4472{i:06d}66"  # no test-range endings (0001, 0500, ...)
                 proxy = numbers[i % proxies]
                 rows.append(
                     {

@@ -44,6 +44,10 @@ SETUPS = {
     # a webhook-only tier (no dashboards attached, so no sticky sessions needed): one process per core
     "tier2-sqlite": ("gunicorn", "sqlite", 2, 32),
     "tier2-postgres": ("gunicorn", "postgres", 2, 32),
+    # the same with few threads: fewer threads contending for the GIL (gthread queues the connections)
+    "tier1t4-sqlite": ("gunicorn", "sqlite", 1, 4),
+    "tier2t4-sqlite": ("gunicorn", "sqlite", 2, 4),
+    "tier2t4-postgres": ("gunicorn", "postgres", 2, 4),
 }
 
 

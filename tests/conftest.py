@@ -15,6 +15,7 @@ Area-specific fixtures live in the conftest.py of a test sub-folder.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import secrets
@@ -111,14 +112,37 @@ def schema_url(schema: str) -> str:
     return f"{POSTGRES_URL}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
+_swept = False
+
+
+def _sweep_dead_runs(admin) -> None:
+    """Drop schemas left by test runs (or benchmarks) whose process no longer exists (killed runs)."""
+    import re
+
+    from sqlalchemy import text
+
+    with admin.connect() as conn:
+        names = conn.execute(text("SELECT schema_name FROM information_schema.schemata")).scalars().all()
+        for name in names:
+            m = re.fullmatch(r"(?:t|bench_)(\d+)_[0-9a-f]{6}(?:_\d+)?", name)
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                conn.execute(text("SET lock_timeout = '2s'"))
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+
+
 @pytest.fixture
 def postgres_schema() -> Iterator[str]:
     """A fresh, empty PostgreSQL schema for this test, dropped afterwards. Yields its URL."""
+    global _swept
     require_server("PostgreSQL", POSTGRES_URL, 5432)
     from sqlalchemy import text
 
     schema = f"{RUN_ID}_{next(_schema_numbers)}"
     admin = postgres_admin()
+    if not _swept:
+        _swept = True
+        with contextlib.suppress(Exception):  # hygiene only: never fail a test for it
+            _sweep_dead_runs(admin)
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
