@@ -33,12 +33,14 @@ def main() -> int:
     if cfg["OUTBOX_WORKER"]:
         worker = Worker(app)
         worker.start()
+    with app.app_context():  # Flask-SQLAlchemy's engines need one
+        database = app.extensions["sqlalchemy"].engines[None].url.render_as_string(hide_password=True)
     log.info(
         "SMS proxy on http://%s:%d (gateway: %s, database: %s)",
         cfg["HOST"],
         cfg["PORT"],
         cfg["SMS_GATEWAY"],
-        app.extensions["sqlalchemy"].engines[None].url.render_as_string(hide_password=True),
+        database,
     )
     try:
         socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], allow_unsafe_werkzeug=True, log_output=False)

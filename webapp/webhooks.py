@@ -14,13 +14,21 @@ from urllib.parse import unquote_to_bytes
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import services
+from .config import ConfigError
 from .extensions import csrf
-from .signatures import SignatureError, verify
+from .signatures import METHODS, SignatureError, verify
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 csrf.exempt(bp)
+
+
+@bp.record_once
+def _check_config(state) -> None:
+    method = state.app.config["VONAGE_SIGNATURE_METHOD"]
+    if method not in METHODS:
+        raise ConfigError(f"VONAGE_SIGNATURE_METHOD must be one of {', '.join(METHODS)}, not {method!r}")
 
 
 class BadPayload(ValueError):

@@ -72,7 +72,7 @@ class Recording:
         with self._lock:
             wait = self.inner.try_acquire()
             if wait == 0:
-                self.grants.append(self.inner._clock())
+                self.grants.append(self.inner._grants[-1])  # the time the limiter counted
             return wait
 
 

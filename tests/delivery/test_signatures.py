@@ -152,3 +152,12 @@ class TestWithoutSecret:
     def test_unsigned_webhooks_are_accepted(self, app, chat, client):
         assert post(client, inbound_params(), "form").status_code == 204
         assert stored() == 1
+
+
+def test_unknown_signature_method_is_a_configuration_error(tmp_path):
+    from tests.conftest import app_config
+    from webapp import create_app
+    from webapp.config import ConfigError
+
+    with pytest.raises(ConfigError, match="VONAGE_SIGNATURE_METHOD"):
+        create_app(app_config(tmp_path, VONAGE_SIGNATURE_METHOD="sha3"))
