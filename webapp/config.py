@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     # An interrupted or unanswered send waits this long for a receipt carrying its client-ref, then is
     # resent (at-least-once with reconciliation). 0: never resend it automatically (at-most-once).
     "OUTBOX_RECONCILE_SECONDS": 300,
-    "OUTBOX_CONCURRENCY": 4,  # parallel sends (one keep-alive connection each), under the rate limit
+    "OUTBOX_CONCURRENCY": 8,  # parallel sends (one keep-alive connection each), under the rate limit
     "RATE_LIMIT_REDIS_URL": "",  # empty: per-process limiter; redis://...: shared by every worker process
     "MULTIPART_TIMEOUT_SECONDS": 300,  # an incomplete multipart SMS is relayed with a marker after this
     "SOCKETIO_MESSAGE_QUEUE": "",

@@ -1,22 +1,29 @@
-"""Send-rate limiting: at most N sends in any window of one second, across threads (and processes).
+"""Send-rate limiting: at most N sends in any 1 s window, evenly paced, across threads and processes.
 
-A sliding-window log, not a token bucket: the bucket would allow a burst of N right after an idle spell on
-top of the N just sent, which Vonage counts as over the limit (status 1, Throttled). Here any 1 s window holds
-at most N sends, and under a backlog the limit is used in full.
+The limiter paces grants at least 1/N s apart (GCRA, the "virtual scheduling" leaky bucket, with no burst):
+so no 1 s window ever holds more than N sends, and, unlike a sliding window or a token bucket that lets N
+go at once, the requests reach Vonage spread out, so the jitter between granting and arriving cannot pile
+them into one of Vonage's 1 s windows. Under a backlog the limit is used in full (N per second).
+Times are whole microseconds, so float rounding can never squeeze an extra send into a window.
 
-`RateLimiter` is the interface the outbox uses. `LocalRateLimiter` serves one process (the default, SQLite);
-`RedisRateLimiter` shares the window between every worker process that points at the same Redis key
+`RateLimiter` is the interface the outbox uses. `LocalRateLimiter` serves one process (the default);
+`RedisRateLimiter` shares the schedule between every worker process that points at the same Redis key
 (issue 5: several `flask outbox work` processes), chosen by `RATE_LIMIT_REDIS_URL`.
 """
 
 from __future__ import annotations
 
-import collections
+import math
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
+
+
+def _interval_us(rate: float, window: float) -> int:
+    if rate <= 0:
+        raise ValueError("rate must be positive")
+    return max(math.ceil(window * 1_000_000 / rate), 1)
 
 
 class RateLimiter(Protocol):
@@ -32,65 +39,55 @@ def acquire(limiter: RateLimiter, sleep: Callable[[float], Any] = time.sleep) ->
 
 
 class LocalRateLimiter:
-    """In-process sliding window of the last `rate` grants (thread-safe)."""
+    """In-process pacing: one grant every window/rate seconds at most (thread-safe)."""
 
     def __init__(self, rate: float, window: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.limit = max(int(rate * window), 1)
-        self.window = window
+        self.interval_us = _interval_us(rate, window)
         self._clock = clock
-        self._grants: collections.deque[float] = collections.deque()
+        self._next_us: int | None = None  # the earliest time of the next grant
+        self.last_grant: float | None = None
         self._lock = threading.Lock()
 
     def try_acquire(self) -> float:
         with self._lock:
             now = self._clock()
-            while self._grants and now - self._grants[0] >= self.window:
-                self._grants.popleft()
-            if len(self._grants) < self.limit:
-                self._grants.append(now)
-                return 0.0
-            return max(self.window - (now - self._grants[0]), 0.0005)
+            now_us = math.ceil(now * 1_000_000)
+            if self._next_us is not None and now_us < self._next_us:
+                return (self._next_us - now_us) / 1_000_000
+            self._next_us = now_us + self.interval_us
+            self.last_grant = now
+            return 0.0
 
 
-# KEYS[1]: the sorted set of grants; ARGV: now (ms), window (ms), limit, member. Runs atomically.
+# KEYS[1]: the time of the next grant (µs); ARGV: now (µs), interval (µs). Runs atomically in Redis.
 _REDIS_SCRIPT = """
 local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-if count < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], window * 2)
-  return 0
+local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if now < nxt then
+  return nxt - now
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(tonumber(oldest[2]) + window - now, 1)
+redis.call('SET', KEYS[1], now + tonumber(ARGV[2]), 'PX', 60000)
+return 0
 """
 
 
 class RedisRateLimiter:
-    """The same sliding window, kept in Redis so every process sending for one API key shares it.
+    """The same pacing, kept in Redis so every process sending for one API key shares it.
 
     Time comes from the Redis server (`TIME`), so the processes' clocks need not agree.
     """
 
     def __init__(self, client: Any, rate: float, key: str = "smsproxy:sends", window: float = 1.0) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.limit = max(int(rate * window), 1)
-        self.window_ms = int(window * 1000)
+        self.interval_us = _interval_us(rate, window)
         self.key = key
         self._redis = client
         self._script = client.register_script(_REDIS_SCRIPT)
 
     def try_acquire(self) -> float:
         seconds, micros = self._redis.time()
-        now_ms = seconds * 1000 + micros // 1000
-        member = f"{now_ms}:{uuid.uuid4().hex}"
-        wait_ms = int(self._script(keys=[self.key], args=[now_ms, self.window_ms, self.limit, member]))
-        return wait_ms / 1000.0
+        now_us = int(seconds) * 1_000_000 + int(micros)
+        wait_us = int(self._script(keys=[self.key], args=[now_us, self.interval_us]))
+        return wait_us / 1_000_000
 
 
 def build_rate_limiter(rate: float, redis_url: str = "", key: str = "smsproxy:sends") -> RateLimiter:

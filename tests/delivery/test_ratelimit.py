@@ -1,7 +1,8 @@
-"""The send-rate limiter: never more than N grants in any 1 s window, shared between processes via Redis."""
+"""The send-rate limiter: never more than N grants in any 1 s window, evenly paced, shared via Redis."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import uuid
@@ -56,10 +57,22 @@ def test_no_burst_after_an_idle_spell():
         acquire(limiter, sleep=clock.sleep)
         grants.append(clock.now)
     clock.now += 0.5
+    burst_start = len(grants)
     for _ in range(10):
         acquire(limiter, sleep=clock.sleep)
         grants.append(clock.now)
     assert max_in_any_window(grants) == 10
+    assert grants[burst_start + 1] - grants[burst_start] >= 0.1  # paced, not a burst after the pause
+
+
+def test_grants_are_evenly_paced():
+    clock = FakeClock()
+    limiter = LocalRateLimiter(30, clock=clock)
+    grants = []
+    for _ in range(31):
+        acquire(limiter, sleep=clock.sleep)
+        grants.append(clock.now)
+    assert min(b - a for a, b in itertools.pairwise(grants)) >= 1 / 30
 
 
 class Recording:
@@ -72,7 +85,7 @@ class Recording:
         with self._lock:
             wait = self.inner.try_acquire()
             if wait == 0:
-                self.grants.append(self.inner._grants[-1])  # the time the limiter counted
+                self.grants.append(self.inner.last_grant)  # the time the limiter counted
             return wait
 
 
@@ -105,9 +118,9 @@ def test_redis_limiter_is_shared_between_instances():
     client = redis_client()
     key = f"test:sends:{uuid.uuid4().hex}"
     one, two = RedisRateLimiter(client, 5, key=key), RedisRateLimiter(client, 5, key=key)
-    granted = [lim.try_acquire() == 0 for lim in (one, two, one, two, one)]
-    assert all(granted)
-    assert one.try_acquire() > 0 and two.try_acquire() > 0  # the window is full for both "processes"
+    assert one.try_acquire() == 0
+    wait = two.try_acquire()  # the other "process" shares the schedule: next slot in ~0.2 s
+    assert 0.1 < wait <= 0.2
     other = RedisRateLimiter(client, 5, key=key + ":other")
     assert other.try_acquire() == 0
     client.delete(key, key + ":other")
@@ -119,9 +132,15 @@ def test_redis_limiter_grants_again_after_the_window():
 
     client = redis_client()
     key = f"test:sends:{uuid.uuid4().hex}"
-    limiter = RedisRateLimiter(client, 15, key=key, window=0.2)  # 3 per 0.2 s
-    assert [limiter.try_acquire() == 0 for _ in range(4)] == [True, True, True, False]
-    time.sleep(0.25)
+    limiter = RedisRateLimiter(client, 10, key=key)  # one grant every 0.1 s
+    assert [limiter.try_acquire() == 0 for _ in range(3)] == [True, False, False]
+    time.sleep(0.15)
     assert limiter.try_acquire() == 0
+    grants = []
+    start = time.monotonic()
+    while len(grants) < 5:
+        acquire(limiter)
+        grants.append(time.monotonic())
+    assert grants[-1] - start >= 0.35  # 5 grants, 4 intervals of 0.1 s after the first
     client.delete(key)
     assert db is not None and outbox is not None
