@@ -8,6 +8,12 @@ import sys
 from dotenv import load_dotenv
 
 
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def main() -> int:
     load_dotenv(".env")
     from . import create_app, prepare_database
@@ -33,14 +39,12 @@ def main() -> int:
     if cfg["OUTBOX_WORKER"]:
         worker = Worker(app)
         worker.start()
-    with app.app_context():  # Flask-SQLAlchemy's engines need one
-        database = app.extensions["sqlalchemy"].engines[None].url.render_as_string(hide_password=True)
     log.info(
         "SMS proxy on http://%s:%d (gateway: %s, database: %s)",
         cfg["HOST"],
         cfg["PORT"],
         cfg["SMS_GATEWAY"],
-        database,
+        _safe_url(cfg["SQLALCHEMY_DATABASE_URI"]),
     )
     try:
         socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], allow_unsafe_werkzeug=True, log_output=False)

@@ -50,9 +50,14 @@ def parse_number(raw: object, default_region: str = "GB") -> str:
 def region_of(e164: str) -> str | None:
     """ISO region (GB, US, ...) of an E.164 number, or None when it cannot be told."""
     try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or None
+        parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None
+    # Fictional ranges (07700 900xxx) have no carrier region: fall back to the country code's main region.
+    region = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
+        parsed.country_code
+    )
+    return None if region in (None, "ZZ", "001") else region
 
 
 def to_vonage(e164: str) -> str:
@@ -73,15 +78,9 @@ def mask(e164: str | None) -> str:
         cc = ""
     digits = e164.lstrip("+")
     national = digits[len(cc):] if cc and digits.startswith(cc) else digits
-    tail = national[-4:]
-    hidden = "•" * max(len(national) - 4, 0)
-    masked = hidden + tail
-    # groups of four from the right, like the number itself would be written
-    groups = []
-    while masked:
-        groups.insert(0, masked[-4:])
-        masked = masked[:-4]
-    return f"+{cc} " + " ".join(groups) if cc else " ".join(groups)
+    masked = "•" * max(len(national) - 4, 0) + national[-4:]
+    groups = " ".join(masked[i : i + 4] for i in range(0, len(masked), 4))
+    return f"+{cc} {groups}" if cc else groups
 
 
 def mask_for_log(e164: str | None) -> str:
