@@ -59,9 +59,7 @@ def machine() -> str:
 
 def sign(params: dict[str, str], secret: str = SIG_SECRET, method: str = SIG_METHOD) -> str:
     """Vonage's webhook signature (shared/vonage.md §3.2)."""
-    s = "".join(
-        f"&{k}={str(v).replace('&', '_').replace('=', '_')}" for k, v in sorted(params.items()) if k != "sig"
-    )
+    s = "".join(f"&{k}={str(v).replace('&', '_').replace('=', '_')}" for k, v in sorted(params.items()) if k != "sig")
     return hmac.new(secret.encode(), s.encode(), getattr(hashlib, method)).hexdigest()
 
 
@@ -184,12 +182,8 @@ def seed_chats(url: str, chats: int, proxies: int = 1, start: int = 0) -> list[t
                 keys.append((a, proxy))
             ids = db.session.scalars(insert(Chat).returning(Chat.id), rows).all()
             for cid, row in zip(ids, rows):
-                routes.append(
-                    {"chat_id": cid, "real_number": row["a_number"], "proxy_number": row["proxy_number"]}
-                )
-                routes.append(
-                    {"chat_id": cid, "real_number": row["b_number"], "proxy_number": row["proxy_number"]}
-                )
+                routes.append({"chat_id": cid, "real_number": row["a_number"], "proxy_number": row["proxy_number"]})
+                routes.append({"chat_id": cid, "real_number": row["b_number"], "proxy_number": row["proxy_number"]})
             db.session.execute(insert(Route), routes)
             db.session.commit()
         db.session.remove()
@@ -221,9 +215,7 @@ def app_env(url: str, **extra: Any) -> dict[str, str]:
 class Server:
     """An app process (`python -m webapp` or gunicorn) on a free port, log in a file, stopped by pid."""
 
-    def __init__(
-        self, kind: str, env: dict[str, str], workdir: Path, threads: int = 100, workers: int = 1
-    ) -> None:
+    def __init__(self, kind: str, env: dict[str, str], workdir: Path, threads: int = 100, workers: int = 1) -> None:
         self.kind, self.port, self.workdir = kind, free_port(), workdir
         self.url = f"http://127.0.0.1:{self.port}"
         if kind == "werkzeug":
@@ -356,29 +348,16 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers, *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join(
-        [line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])]
-    )
+    return "\n".join([line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells[1:])])
 
 
-def start_fake_vonage(cert_dir: Path):
-    """tests/fakes/vonage.FakeVonage, started, with TCP_NODELAY on its accepted sockets.
+def start_fake_vonage(cert_dir: Path, latency: float = 0.0):
+    """tests/fakes/vonage.FakeVonage, started; `latency` > 0 makes it answer each send after that many seconds.
 
-    Without it every send stalls ~40 ms (Nagle + delayed ACK: the fake writes headers and body separately),
-    which real Vonage does not do: measured 48 ms -> 1.1 ms per send through the SDK.
+    (The fake sets TCP_NODELAY on its sockets: without it every send stalled ~40 ms on Nagle + delayed ACK.)
     """
     sys.path.insert(0, str(ROOT))
-    from tests.fakes.vonage import FakeVonage
+    from tests.fakes.vonage import FakeVonage, Faults
 
-    fake = FakeVonage(cert_dir).start()
-    server = fake._server
-    accept = server.get_request
-
-    def get_request():
-        sock, addr = accept()
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, addr
-
-    server.get_request = get_request
-    return fake
+    faults = Faults(slow=1.0, slow_seconds=latency) if latency else None
+    return FakeVonage(cert_dir, faults=faults).start()

@@ -54,9 +54,7 @@ SETUPS = {
 def stored(url: str, prefix: str) -> int:
     engine = create_engine(url)
     with engine.connect() as conn:
-        n = conn.execute(
-            text("SELECT count(*) FROM messages WHERE provider_id LIKE :p"), {"p": prefix + "%"}
-        ).scalar()
+        n = conn.execute(text("SELECT count(*) FROM messages WHERE provider_id LIKE :p"), {"p": prefix + "%"}).scalar()
     engine.dispose()
     return int(n or 0)
 
@@ -77,9 +75,7 @@ def run_setup(name: str, seconds: float, connections: int, chats: int, extra_env
                 with open(wd / "bodies.txt", "w") as fh:
                     for i in range(count):
                         sender, proxy = rng.choice(keys)
-                        fh.write(
-                            inbound_body(sender, proxy, f"ride {i} is two minutes away", f"{tag}{i}") + "\n"
-                        )
+                        fh.write(inbound_body(sender, proxy, f"ride {i} is two minutes away", f"{tag}{i}") + "\n")
                 with open(wd / "warm.txt", "w") as fh:
                     for i in range(300):
                         sender, proxy = rng.choice(keys)

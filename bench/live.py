@@ -72,9 +72,7 @@ def run_setup(name: str, dashboards: int, rate: float, seconds: float) -> list:
             cookie = operator_cookie(database.url)
             extra = {"LOG_LEVEL": "WARNING", "OUTBOX_WORKER": "false"}
             if two_processes:
-                extra.update(
-                    SOCKETIO_MESSAGE_QUEUE=REDIS_URL, SOCKETIO_CHANNEL=f"bench-{secrets.token_hex(4)}"
-                )
+                extra.update(SOCKETIO_MESSAGE_QUEUE=REDIS_URL, SOCKETIO_CHANNEL=f"bench-{secrets.token_hex(4)}")
             env = app_env(database.url, **extra)
             servers.append(Server("gunicorn", env, wd))
             if two_processes:
@@ -130,9 +128,7 @@ def run_setup(name: str, dashboards: int, rate: float, seconds: float) -> list:
                         time.sleep(delay)
                     pool.submit(post, chat_id, form)
             deadline = time.perf_counter() + 15
-            while (
-                time.perf_counter() < deadline and sum(len(v) for v in received.values()) < total * dashboards
-            ):
+            while time.perf_counter() < deadline and sum(len(v) for v in received.values()) < total * dashboards:
                 time.sleep(0.05)
             lat = [(t - sent[cid]) * 1000 for cid, ts in received.items() if cid in sent for t in ts]
             expected = total * dashboards

@@ -94,9 +94,7 @@ def run_setup(name: str, rate: float, seconds: float, chats: int) -> list:
                 session = getattr(local, "s", None) or requests.Session()
                 local.s = session
                 sent[text] = time.perf_counter()
-                statuses.append(
-                    session.post(server.url + "/webhooks/inbound-sms", data=form, timeout=30).status_code
-                )
+                statuses.append(session.post(server.url + "/webhooks/inbound-sms", data=form, timeout=30).status_code)
 
             rng = random.Random(2)
             total = int(rate * seconds)

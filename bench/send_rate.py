@@ -1,159 +1,118 @@
-"""Benchmark 5, send rate: with a backlog queued, sends per second at the fake Vonage must stay within
-95-100 % of VONAGE_MAX_SENDS_PER_SECOND and never above it (checked over every 1-second window).
+"""Send rate under a backlog: how much of VONAGE_MAX_SENDS_PER_SECOND the outbox uses, and never more.
 
-    python -m bench.send_rate [--setups one-worker-sqlite,two-workers-postgres] [--limit 30] [--backlog 240]
+    .venv/bin/python -m bench.send_rate [--n 300] [--rate 30] [--latency 0.15] [--concurrency 8]
 
-`one-worker-*`: one `flask outbox work` process; `two-workers-postgres`: two of them on one backlog (the
-limit is for the account, so together they must keep it).
+Queues N relays to N different recipients, then drains them through the real SDK to the fake Vonage, which
+answers every request after `latency` seconds (a realistic round trip). Prints the achieved sends per
+second and the most requests the fake received in any 1 s window.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import threading
+import json
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import insert
+from tests.fakes.vonage import FakeVonage, Faults
 
-from .common import app_env, app_for, machine, open_database, start_fake_vonage, table, workdir
-
-SETUPS = {
-    "one-worker-sqlite": ("sqlite", 1),
-    "one-worker-postgres": ("postgres", 1),
-    "two-workers-postgres": ("postgres", 2),
-}
+from .fault_mix import PROXIES, _environment
 
 
-def queue_backlog(url: str, backlog: int) -> None:
+def run(n: int = 300, rate: float = 30.0, latency: float = 0.15, concurrency: int = 8) -> dict[str, Any]:
+    from webapp import create_app, outbox, prepare_database
     from webapp.extensions import db
-    from webapp.models import Message, utcnow
+    from webapp.models import Chat, Message, utcnow
 
-    app = app_for(url)
-    with app.app_context():
-        now = utcnow()
-        rows = [
-            {
-                "direction": "out",
-                "kind": "notice",
-                "from_number": "+447700900001",
-                "to_number": f"+4475{i:04d}1234",
-                "text": f"backlog {i}",
-                "status": "queued",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for i in range(backlog)
-        ]
-        db.session.execute(insert(Message), rows)
-        db.session.commit()
-        db.session.remove()
-        db.engine.dispose()
-
-
-def windows(stamps: list[float]) -> tuple[float, float]:
-    """(max sends in any 1-second window, sends/s over the steady part)."""
-    stamps = sorted(stamps)
-    worst, j = 0, 0
-    for i, t in enumerate(stamps):
-        while stamps[j] < t - 1.0:
-            j += 1
-        worst = max(worst, i - j + 1)
-    if len(stamps) < 2:
-        return float(worst), 0.0
-    return float(worst), (len(stamps) - 1) / (stamps[-1] - stamps[0])
-
-
-def run_setup(name: str, limit: float, backlog: int) -> list:
-    db_kind, n_workers = SETUPS[name]
-    with workdir("bench-rate-") as wd:
-        database = open_database(db_kind, wd)
-        fake = start_fake_vonage(wd / "certs")
-        stamps: list[float] = []
-        lock = threading.Lock()
-        original = fake._accept
-
-        def stamp(params, ids, partial):
-            with lock:
-                stamps.append(time.perf_counter())
-            original(params, ids, partial)
-
-        fake._accept = stamp
-        procs = []
-        try:
-            queue_backlog(database.url, backlog)
-            env = app_env(
-                database.url,
-                SMS_GATEWAY="vonage",
-                VONAGE_API_KEY="key",
-                VONAGE_API_SECRET="secret",
-                VONAGE_REST_HOST=fake.host,
-                VONAGE_API_HOST=fake.host,
-                REQUESTS_CA_BUNDLE=str(fake.ca_path),
-                VONAGE_MAX_SENDS_PER_SECOND=str(limit),
-                LOG_LEVEL="WARNING",
+    workdir = Path(tempfile.mkdtemp(prefix="send-rate-"))
+    fake = FakeVonage(workdir / "certs", faults=Faults(slow=1.0, slow_seconds=latency)).start()
+    try:
+        with _environment(fake.ca_path, quiet=True):
+            app = create_app(
+                {
+                    "TESTING": True,
+                    "SECRET_KEY": "bench",
+                    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
+                    "PROXY_NUMBERS": ",".join(PROXIES),
+                    "SMS_GATEWAY": "vonage",
+                    "VONAGE_API_KEY": "key",
+                    "VONAGE_API_SECRET": "secret",
+                    "VONAGE_REST_HOST": fake.host,
+                    "VONAGE_TIMEOUT": 5,
+                    "VONAGE_MAX_SENDS_PER_SECOND": rate,
+                    "OUTBOX_CONCURRENCY": concurrency,
+                }
             )
-            for i in range(n_workers):
-                log = open(wd / f"worker{i}.log", "ab")  # noqa: SIM115
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "flask", "--app", "webapp", "outbox", "work"],
-                        env=env,
-                        cwd=wd,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
+            prepare_database(app)
+            with app.app_context():
+                chat = Chat(a_number="+447700500000", b_number="+447700600000", proxy_number=PROXIES[0])
+                db.session.add(chat)
+                db.session.flush()
+                for i in range(n):
+                    db.session.add(
+                        Message(
+                            direction="out",
+                            kind="relay",
+                            chat_id=chat.id,
+                            side="b",
+                            from_number=PROXIES[0],
+                            to_number=f"+4477007{11000 + i:05d}",
+                            text=f"backlog {i}",
+                            status="queued",
+                            next_attempt_at=utcnow(),
+                        )
                     )
-                )
-            deadline = time.perf_counter() + backlog / limit * 2 + 20
-            while time.perf_counter() < deadline and len(stamps) < backlog:
-                time.sleep(0.05)
-            worst, steady = windows(stamps)
-            return [
-                name,
-                f"{limit:g}/s",
-                f"{len(stamps)}/{backlog}",
-                f"{steady:.1f}",
-                f"{steady / limit * 100:.0f} %",
-                f"{worst:g}",
-                "yes" if worst > limit else "no",
-            ]
-        finally:
-            for p in procs:
-                p.terminate()
-                p.wait(10)
-            fake.stop()
-            database.close()
+                db.session.commit()
+                limiter = outbox.rate_limiter()
+                grants: list[float] = []
+                inner = limiter.try_acquire
+
+                def recording() -> float:
+                    wait = inner()
+                    if wait == 0:
+                        grants.append(time.time())
+                    return wait
+
+                limiter.try_acquire = recording  # type: ignore[method-assign]
+                started = time.monotonic()
+                while outbox.drain_once():
+                    pass
+                elapsed = time.monotonic() - started
+    finally:
+        fake.stop()
+    return {
+        "messages": n,
+        "limit_per_s": rate,
+        "latency_s": latency,
+        "concurrency": concurrency,
+        "accepted": len(fake.accepted),
+        "seconds": round(elapsed, 2),
+        "achieved_per_s": round(len(fake.requests) / elapsed, 1),
+        "peak_grants_in_any_1s": peak_in_window(grants),
+        "peak_arrivals_in_any_1s_at_fake": peak_in_window([r["time"] for r in fake.requests]),
+    }
+
+
+def peak_in_window(times: list[float], window: float = 1.0) -> int:
+    times = sorted(times)
+    peak, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        peak = max(peak, i - j + 1)
+    return peak
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--setups", default="one-worker-sqlite,one-worker-postgres,two-workers-postgres")
-    p.add_argument("--limit", type=float, default=30.0)
-    p.add_argument("--backlog", type=int, default=240)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=300)
+    p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--latency", type=float, default=0.15)
+    p.add_argument("--concurrency", type=int, default=8)
     a = p.parse_args()
-    rows = [run_setup(s, a.limit, a.backlog) for s in a.setups.split(",")]
-    print(f"machine: {machine()}")
-    print(
-        f"backlog {a.backlog} queued messages, VONAGE_MAX_SENDS_PER_SECOND={a.limit:g}, `flask outbox work` "
-        "through the real SDK to the fake Vonage (TLS)"
-    )
-    print(
-        table(
-            [
-                "setup",
-                "limit",
-                "sent",
-                "sends/s (steady)",
-                "of limit",
-                "max in any 1 s window",
-                "above limit",
-            ],
-            rows,
-        )
-    )
+    print(json.dumps(run(a.n, a.rate, a.latency, a.concurrency)))
 
 
 if __name__ == "__main__":

@@ -129,9 +129,7 @@ def _copy_messages(engine, count: int, chats: int, rng: random.Random, now) -> N
 def webhook_latency(server: Server, keys: list[tuple[str, str]], n: int, tag: str) -> tuple[float, float]:
     rng = random.Random(5)
     s = requests.Session()
-    forms = [
-        inbound_form(*rng.choice(keys), f"size {i}", f"{tag}{time.time_ns()}-{i}") for i in range(n + 30)
-    ]
+    forms = [inbound_form(*rng.choice(keys), f"size {i}", f"{tag}{time.time_ns()}-{i}") for i in range(n + 30)]
     for f in forms[:30]:
         s.post(server.url + "/webhooks/inbound-sms", data=f, timeout=30)
     lat = []

@@ -114,8 +114,8 @@ def migrate_schema(engine: Engine) -> str:
     - empty database: `create_all` then stamp head. The migration test proves that the migrations build
       exactly this schema, and it is one quick step (the first start on SQLite needs nothing else);
     - database at an older revision: `alembic upgrade head`;
-    - tables but no revision (made by create_all before migrations existed): stamped at the first
-      revision, then upgraded.
+    - tables but no revision (made by create_all before migrations existed): stamped at head when they
+      match the models ("adopted"), else at the first revision and upgraded.
     On PostgreSQL an advisory lock makes processes that start together take turns.
     """
     from alembic import command
@@ -148,11 +148,19 @@ def _migrate(conn: Connection, command: Any) -> str:
         log.info("database schema created at revision %s", head)
         return "created"
     if revision is None:
+        # Made by create_all before migrations existed: already current (stamp head), or as old as the
+        # first revision, from which the migrations bring it up.
+        from alembic.autogenerate import compare_metadata
+        from alembic.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        base = ScriptDirectory.from_config(cfg).get_base()
-        command.stamp(cfg, base)
-        log.warning("database without a schema revision: taken as %s", base)
+        differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        taken_as = head if not differences else ScriptDirectory.from_config(cfg).get_base()
+        command.stamp(cfg, taken_as)
+        log.warning("database without a schema revision: taken as %s", taken_as)
+        if taken_as == head:
+            conn.commit()
+            return "adopted"
     command.upgrade(cfg, "head")
     conn.commit()
     log.info("database schema upgraded to revision %s", head)

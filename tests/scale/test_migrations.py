@@ -70,27 +70,47 @@ def test_first_start_on_an_empty_database_creates_the_schema_at_head(tmp_path, d
         db.engine.dispose()
 
 
-def test_a_database_made_before_migrations_is_adopted(tmp_path, database_url):
-    """Tables made by create_all, without alembic_version (the first releases), are stamped, not recreated."""
-    engine = _engine(database_url)
-    db.metadata.create_all(engine)
+def _first_revision_schema_without_version(url: str) -> None:
+    """The schema as the core's first release made it with create_all: the first revision, no alembic_version."""
+    from alembic.script import ScriptDirectory
+
+    engine = _engine(url)
     with engine.begin() as conn:
+        cfg = alembic_config(conn)
+        command.upgrade(cfg, ScriptDirectory.from_config(cfg).get_base())
+        conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(
             text(
-                "INSERT INTO proxy_numbers (number, region, created_at) VALUES ('+447700900009', 'GB', "
-                "CURRENT_TIMESTAMP)"
+                "INSERT INTO proxy_numbers (number, region, created_at) "
+                "VALUES ('+447700900009', 'GB', CURRENT_TIMESTAMP)"
             )
         )
     engine.dispose()
+
+
+def test_a_database_from_before_migrations_is_upgraded_in_place(tmp_path, database_url):
+    """Tables from the first release, no alembic_version: stamped at the first revision, upgraded, data kept."""
+    _first_revision_schema_without_version(database_url)
     app = create_app(app_config(tmp_path, SQLALCHEMY_DATABASE_URI=database_url))
     prepare_database(app)
     with app.app_context():
         with db.engine.connect() as conn:
             assert current_revision(conn) == head_revision()
-        numbers = set(db.session.scalars(select(ProxyNumber.number)))
-        assert "+447700900009" in numbers  # kept
+        assert _diff(db.engine) == []
+        assert "+447700900009" in set(db.session.scalars(select(ProxyNumber.number)))
         db.session.remove()
         db.engine.dispose()
+
+
+def test_a_current_create_all_database_is_adopted_at_head(database_url):
+    engine = _engine(database_url)
+    db.metadata.create_all(engine)
+    try:
+        assert migrate_schema(engine) == "adopted"
+        with engine.connect() as conn:
+            assert current_revision(conn) == head_revision()
+    finally:
+        engine.dispose()
 
 
 def test_flask_db_upgrade_command(tmp_path, database_url):
