@@ -139,10 +139,8 @@ def test_separate_outbox_workers_send_each_message_exactly_once(
     )
 
 
-@pytest.mark.xfail(
-    reason="needs per-recipient ordering in outbox.claim across workers (delivery issue)", strict=False
-)
 def test_separate_outbox_workers_keep_per_recipient_order(tmp_path, database_url, fake_vonage, start_proc):
+    """Two workers on one backlog: each recipient still gets its messages in the order they were queued."""
     queued = queue_backlog(tmp_path, database_url, chats=2, per_chat=20)
     env = base_env(database_url, OUTBOX_POLL_SECONDS="0.2", **vonage_env(fake_vonage))
     for i in range(2):
