@@ -60,16 +60,8 @@ def _environment(ca_path: Path, quiet: bool) -> Iterator[None]:
             os.environ["REQUESTS_CA_BUNDLE"] = old_ca
 
 
-def run(
-    n: int = 2000,
-    seed: int = 1,
-    workdir: Path | None = None,
-    dlr: bool = True,
-    concurrency: int = 8,
-    chats: int = 100,
-    duplicate_webhooks: float = 0.05,
-    quiet: bool = True,
-) -> dict[str, Any]:
+def run(n: int = 2000, seed: int = 1, workdir: Path | None = None, dlr: bool = True, concurrency: int = 8,
+        chats: int = 100, duplicate_webhooks: float = 0.05, quiet: bool = True) -> dict[str, Any]:
     """Relay `n` texts under the fault mix; return the counts."""
     import random
 
@@ -80,16 +72,8 @@ def run(
         return _run(fake, n, rng, workdir, dlr, concurrency, chats, duplicate_webhooks)
 
 
-def _run(
-    fake: FakeVonage,
-    n: int,
-    rng: Any,
-    workdir: Path,
-    dlr: bool,
-    concurrency: int,
-    chats: int,
-    duplicate_webhooks: float,
-) -> dict[str, Any]:
+def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurrency: int, chats: int,
+         duplicate_webhooks: float) -> dict[str, Any]:
     from werkzeug.serving import make_server
 
     from webapp import create_app, outbox, prepare_database
@@ -97,26 +81,15 @@ def _run(
     from webapp.models import Message
     from webapp.services.chats import start_chat, validate_chat_request
 
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "bench",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
-            "PROXY_NUMBERS": ",".join(PROXIES),
-            "SMS_GATEWAY": "vonage",
-            "VONAGE_API_KEY": "key",
-            "VONAGE_API_SECRET": "secret",
-            "VONAGE_REST_HOST": fake.host,
-            "VONAGE_TIMEOUT": 5,
-            "VONAGE_MAX_SENDS_PER_SECOND": 2000.0,
-            "OUTBOX_CONCURRENCY": concurrency,
-            "OUTBOX_RETRY_BASE_SECONDS": 0.05,
-            "OUTBOX_RETRY_CAP_SECONDS": 0.5,
-            "OUTBOX_MAX_ATTEMPTS": 12,
-            "OUTBOX_RECONCILE_SECONDS": 1.0,
-            "AUTO_REPLY": False,
-        }
-    )
+    app = create_app({
+        "TESTING": True, "SECRET_KEY": "bench",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
+        "PROXY_NUMBERS": ",".join(PROXIES), "SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key",
+        "VONAGE_API_SECRET": "secret", "VONAGE_REST_HOST": fake.host, "VONAGE_TIMEOUT": 5,
+        "VONAGE_MAX_SENDS_PER_SECOND": 2000.0, "OUTBOX_CONCURRENCY": concurrency,
+        "OUTBOX_RETRY_BASE_SECONDS": 0.05, "OUTBOX_RETRY_CAP_SECONDS": 0.5, "OUTBOX_MAX_ATTEMPTS": 12,
+        "OUTBOX_RECONCILE_SECONDS": 1.0, "AUTO_REPLY": False,
+    })
     prepare_database(app)
     server = None
     if dlr:
@@ -145,12 +118,8 @@ def _run(
                 a, b, proxy = pairs[i % chats]
                 sender, recipient = (a, b) if rng.random() < 0.5 else (b, a)
                 text = f"relay {i}"
-                params = {
-                    "msisdn": sender.lstrip("+"),
-                    "to": proxy.lstrip("+"),
-                    "text": text,
-                    "messageId": f"IN{i:08d}",
-                }
+                params = {"msisdn": sender.lstrip("+"), "to": proxy.lstrip("+"), "text": text,
+                          "messageId": f"IN{i:08d}"}
                 copies = 2 if rng.random() < duplicate_webhooks else 1
                 for _ in range(copies):
                     resp = client.post("/webhooks/inbound-sms", data=params)
@@ -161,11 +130,9 @@ def _run(
             sends = 0
             for _ in range(10_000):
                 sends += outbox.drain_once()
-                pending = (
-                    db.session.query(Message)
-                    .filter(Message.direction == "out", Message.status.in_(("queued", "sending", "unconfirmed")))
-                    .count()
-                )
+                pending = db.session.query(Message).filter(
+                    Message.direction == "out", Message.status.in_(("queued", "sending", "unconfirmed"))
+                ).count()
                 db.session.rollback()
                 if not pending:
                     break
@@ -194,11 +161,8 @@ def _run(
         "fake_outcomes": dict(outcomes),
         "dlrs_posted": len(fake.dlrs) if dlr else 0,
         "seconds": round(elapsed, 1),
-        "seconds_setup_post_drain": [
-            round(t_setup - started, 1),
-            round(t_posted - t_setup, 1),
-            round(started + elapsed - t_posted, 1),
-        ],
+        "seconds_setup_post_drain": [round(t_setup - started, 1), round(t_posted - t_setup, 1),
+                                     round(started + elapsed - t_posted, 1)],
     }
 
 

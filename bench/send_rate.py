@@ -30,40 +30,22 @@ def run(n: int = 300, rate: float = 30.0, latency: float = 0.15, concurrency: in
     fake = FakeVonage(workdir / "certs", faults=Faults(slow=1.0, slow_seconds=latency)).start()
     try:
         with _environment(fake.ca_path, quiet=True):
-            app = create_app(
-                {
-                    "TESTING": True,
-                    "SECRET_KEY": "bench",
-                    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
-                    "PROXY_NUMBERS": ",".join(PROXIES),
-                    "SMS_GATEWAY": "vonage",
-                    "VONAGE_API_KEY": "key",
-                    "VONAGE_API_SECRET": "secret",
-                    "VONAGE_REST_HOST": fake.host,
-                    "VONAGE_TIMEOUT": 5,
-                    "VONAGE_MAX_SENDS_PER_SECOND": rate,
-                    "OUTBOX_CONCURRENCY": concurrency,
-                }
-            )
+            app = create_app({
+                "TESTING": True, "SECRET_KEY": "bench",
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
+                "PROXY_NUMBERS": ",".join(PROXIES), "SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key",
+                "VONAGE_API_SECRET": "secret", "VONAGE_REST_HOST": fake.host, "VONAGE_TIMEOUT": 5,
+                "VONAGE_MAX_SENDS_PER_SECOND": rate, "OUTBOX_CONCURRENCY": concurrency,
+            })
             prepare_database(app)
             with app.app_context():
                 chat = Chat(a_number="+447700500000", b_number="+447700600000", proxy_number=PROXIES[0])
                 db.session.add(chat)
                 db.session.flush()
                 for i in range(n):
-                    db.session.add(
-                        Message(
-                            direction="out",
-                            kind="relay",
-                            chat_id=chat.id,
-                            side="b",
-                            from_number=PROXIES[0],
-                            to_number=f"+4477007{11000 + i:05d}",
-                            text=f"backlog {i}",
-                            status="queued",
-                            next_attempt_at=utcnow(),
-                        )
-                    )
+                    db.session.add(Message(direction="out", kind="relay", chat_id=chat.id, side="b",
+                                           from_number=PROXIES[0], to_number=f"+4477007{11000 + i:05d}",
+                                           text=f"backlog {i}", status="queued", next_attempt_at=utcnow()))
                 db.session.commit()
                 limiter = outbox.rate_limiter()
                 grants: list[float] = []
@@ -82,17 +64,11 @@ def run(n: int = 300, rate: float = 30.0, latency: float = 0.15, concurrency: in
                 elapsed = time.monotonic() - started
     finally:
         fake.stop()
-    return {
-        "messages": n,
-        "limit_per_s": rate,
-        "latency_s": latency,
-        "concurrency": concurrency,
-        "accepted": len(fake.accepted),
-        "seconds": round(elapsed, 2),
-        "achieved_per_s": round(len(fake.requests) / elapsed, 1),
-        "peak_grants_in_any_1s": peak_in_window(grants),
-        "peak_arrivals_in_any_1s_at_fake": peak_in_window([r["time"] for r in fake.requests]),
-    }
+    return {"messages": n, "limit_per_s": rate, "latency_s": latency, "concurrency": concurrency,
+            "accepted": len(fake.accepted), "seconds": round(elapsed, 2),
+            "achieved_per_s": round(len(fake.requests) / elapsed, 1),
+            "peak_grants_in_any_1s": peak_in_window(grants),
+            "peak_arrivals_in_any_1s_at_fake": peak_in_window([r["time"] for r in fake.requests])}
 
 
 def peak_in_window(times: list[float], window: float = 1.0) -> int:
