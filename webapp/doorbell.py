@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.orm import Session
 
 from .extensions import db
@@ -25,6 +25,7 @@ from .extensions import db
 log = logging.getLogger(__name__)
 
 CHANNEL = "smsproxy_outbox"
+_NOTIFY = text("SELECT pg_notify(:c, '')")
 _installed = False
 
 
@@ -36,13 +37,16 @@ def _queues_outbound(session: Session) -> bool:
     )
 
 
+def ring(connection: Connection) -> None:
+    """Ring from a transaction that queued outbound rows with Core statements (no ORM flush to hook)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_NOTIFY, {"c": CHANNEL})
+
+
 def _after_flush(session: Session, _flush_context: Any) -> None:
     if session.info.get("doorbell_rung") or not _queues_outbound(session):
         return
-    bind = session.get_bind()
-    if bind.dialect.name != "postgresql":
-        return
-    session.connection().execute(text("SELECT pg_notify(:c, '')"), {"c": CHANNEL})
+    ring(session.connection())
     session.info["doorbell_rung"] = True
 
 

@@ -23,6 +23,7 @@ from ..proxy import InvalidNumber, Parties, is_opt_out, mask_for_log, other_part
 from . import InvalidInput
 from .chats import close_chat, queue_to_party
 from .pool import is_proxy_number
+from .relay import try_relay
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,14 @@ def receive_sms(params: Mapping[str, str]) -> Inbound:
     sender, proxy, text, provider_id = parse_inbound(params)
     concat = parse_concat(params)
     begin_write()
+    if concat is None and (fast := try_relay(sender, proxy, text, provider_id)) is not None:
+        if fast.message_id is None:  # ON CONFLICT: this messageId is stored already
+            db.session.rollback()
+            return Inbound("duplicate", _already_have(provider_id))
+        db.session.commit()
+        result = Inbound("relayed", fast.message_id, fast.chat_id)
+        _announce(result, sender, proxy)
+        return result
     if (existing := _already_have(provider_id)) is not None:
         db.session.rollback()
         return Inbound("duplicate", existing or None)
