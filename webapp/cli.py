@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -59,7 +61,52 @@ def outbox_drain() -> None:
     click.echo(f"sent {drain_once()} message(s)")
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+operators = AppGroup("operators", help="Dispatcher accounts for the dashboard.")
+
+
+@operators.command("create")
+@click.argument("name")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of stdin (also used when stdin is not a terminal).",
+)
+def operators_create(name: str, password_stdin: bool) -> None:
+    """Create an operator NAME; the password is prompted for (twice) or read from stdin."""
+    from . import prepare_database
+    from .dashboard.auth import AccountError, create_operator
+
+    prepare_database(current_app._get_current_object())  # a fresh machine may have no schema yet
+    if password_stdin or not _stdin_is_terminal():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        operator = create_operator(name, password)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"operator {operator.name!r} created")
+
+
+@operators.command("list")
+def operators_list() -> None:
+    """List operator accounts."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Operator
+
+    for op in db.session.scalars(select(Operator).order_by(Operator.name)):
+        last = op.last_login_at.isoformat(timespec="minutes") if op.last_login_at else "never"
+        click.echo(f"{op.name}\tlast sign-in: {last}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(operators)
     app.cli.add_command(numbers)
     app.cli.add_command(outbox_cli)
 

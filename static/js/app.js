@@ -1,0 +1,143 @@
+/* Dashboard behaviour. Static file, no inline script anywhere (the CSP forbids it).
+ *
+ * Live updates follow the doorbell pattern (shared/design.md §3): Socket.IO events carry ids only; an
+ * element that shows something marks itself with data-live="event ..." (and data-chat="<id>" when it
+ * belongs to one chat) and carries its own hx-get with hx-trigger="refresh". On an event we trigger
+ * "refresh" on the matching elements, and htmx fetches the server-rendered, escaped fragment.
+ * Nothing here builds HTML from data.
+ */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  // CSRF header on every htmx request (htmx 4: headers live in ctx.request.headers).
+  document.addEventListener("htmx:config:request", function (e) {
+    var ctx = e.detail && e.detail.ctx;
+    if (ctx && ctx.request && ctx.request.headers) {
+      ctx.request.headers["X-CSRFToken"] = csrfToken();
+    }
+  });
+
+  // Confirmation for destructive plain forms (<form data-confirm="...">).
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      e.preventDefault();
+    }
+  }, true);
+
+  // ------------------------------------------------------------------ refreshing fragments
+
+  var pending = new Map(); // element id -> timer; coalesces bursts of doorbells into one fetch
+
+  function refresh(el) {
+    if (!el || !el.id || !window.htmx) return;
+    if (pending.has(el.id)) return;
+    pending.set(el.id, setTimeout(function () {
+      pending.delete(el.id);
+      var current = document.getElementById(el.id); // the element may have been swapped meanwhile
+      if (current) window.htmx.trigger(current, "refresh");
+    }, 60));
+  }
+
+  function liveElements(eventName, chatId) {
+    return Array.prototype.filter.call(document.querySelectorAll("[data-live]"), function (el) {
+      var events = el.getAttribute("data-live").split(/\s+/);
+      if (events.indexOf(eventName) === -1) return false;
+      var only = el.getAttribute("data-chat");
+      return !only || chatId === undefined || chatId === null || String(chatId) === only;
+    });
+  }
+
+  function refreshAll() {
+    document.querySelectorAll("[data-live]").forEach(refresh);
+  }
+
+  // One transcript line shows a person's text and the state of its relay; find it by either id.
+  function entryFor(messageId) {
+    var wanted = String(messageId);
+    return Array.prototype.find.call(document.querySelectorAll("[data-ids]"), function (el) {
+      return el.getAttribute("data-ids").split(" ").indexOf(wanted) !== -1;
+    });
+  }
+
+  // Keep the transcript scrolled to the newest message when the reader was already at the bottom.
+  var stickToBottom = true;
+  document.addEventListener("htmx:before:swap", function () {
+    var list = document.getElementById("transcript");
+    if (list) stickToBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  });
+  document.addEventListener("htmx:after:swap", function () {
+    if (document.getElementById("transcript") && stickToBottom) {
+      window.scrollTo(0, document.body.scrollHeight);
+    }
+  });
+
+  // ------------------------------------------------------------------ Socket.IO
+
+  function setStatus(state, text) {
+    var el = document.getElementById("live-status");
+    if (!el) return;
+    el.setAttribute("data-state", state);
+    el.textContent = text;
+  }
+
+  function connect() {
+    if (!window.io || !document.getElementById("live-status")) return; // signed out: no socket
+    var socket = window.io({ reconnectionDelayMax: 5000 });
+    window.__socket = socket; // for tests and debugging
+
+    socket.on("connect", function () {
+      setStatus("live", "Live");
+      refreshAll(); // catch up on anything that changed while we were not connected
+    });
+    socket.on("disconnect", function (reason) {
+      setStatus("offline", "Reconnecting…");
+      if (reason === "io server disconnect") {
+        // the server closed us (signed out, or the session expired): find out which
+        window.location.reload();
+      }
+    });
+    socket.on("connect_error", function () {
+      setStatus("offline", "Reconnecting…");
+      if (!socket.active) {
+        // refused (not signed in any more): a reload lands on the sign-in page
+        setTimeout(function () { window.location.reload(); }, 2000);
+      }
+    });
+    socket.on("signed_out", function () {
+      socket.disconnect();
+      window.location.assign("/login");
+    });
+
+    socket.on("chats_changed", function (data) {
+      liveElements("chats_changed", data && data.chat_id).forEach(refresh);
+    });
+    socket.on("chat_changed", function (data) {
+      liveElements("chat_changed", data && data.chat_id).forEach(refresh);
+    });
+    socket.on("message_status", function (data) {
+      if (!data) return;
+      var line = entryFor(data.id);
+      if (line) refresh(line);
+      else liveElements("chat_changed", data.chat_id).forEach(refresh); // a line we do not show yet
+      liveElements("message_status", data.chat_id).forEach(refresh);
+    });
+    socket.on("unrouted_changed", function () {
+      liveElements("unrouted_changed").forEach(refresh);
+    });
+    socket.on("numbers_changed", function () {
+      liveElements("numbers_changed").forEach(refresh);
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", connect);
+  } else {
+    connect();
+  }
+})();
