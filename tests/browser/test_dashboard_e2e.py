@@ -89,9 +89,15 @@ def test_inbound_text_appears_live_with_its_delivery_state(dashboard, server):
     expect(line).to_be_visible()
     # queued -> submitted -> delivered (the simulated gateway reports delivery a moment after sending)
     expect(line.locator(".state")).to_have_text("delivered")
-    server.webhook("+447700900512", chat["proxy_number"], "No problem", "e2e-live-2")
-    expect(page.locator(".entry.from-b", has_text="No problem")).to_be_visible()
+    read_url = f"{server.base}/chats/{chat['id']}/read"
+    with page.expect_response(lambda r: r.url == read_url and r.status == 204):  # the open chat is read
+        server.webhook("+447700900512", chat["proxy_number"], "No problem", "e2e-live-2")
+        expect(page.locator(".entry.from-b", has_text="No problem")).to_be_visible()
     assert_not_reloaded(page)
+    # the texts arrived while the chat was open on screen, so the list does not flag them as unread
+    page.goto(server.base + "/")
+    expect(page.locator(f"#chat-row-{chat['id']}")).to_be_visible()
+    expect(page.locator(f"#chat-row-{chat['id']} .unread-badge")).to_have_count(0)
 
 
 def test_a_second_dispatcher_sees_a_chat_created_through_the_api(dashboard, second_dispatcher, server):
