@@ -95,23 +95,27 @@
       setStatus("live", "Live");
       refreshAll(); // catch up on anything that changed while we were not connected
     });
+    var signingOut = false;
     socket.on("disconnect", function (reason) {
       setStatus("offline", "Reconnecting…");
-      if (reason === "io server disconnect") {
-        // the server closed us (signed out, or the session expired): find out which
-        window.location.reload();
+      if (reason === "io server disconnect" && !signingOut) {
+        // the server closed us (the session ended): a reload shows the sign-in page
+        setTimeout(function () { window.location.reload(); }, 1000);
       }
     });
     socket.on("connect_error", function () {
       setStatus("offline", "Reconnecting…");
-      if (!socket.active) {
+      if (!socket.active && !signingOut) {
         // refused (not signed in any more): a reload lands on the sign-in page
         setTimeout(function () { window.location.reload(); }, 2000);
       }
     });
     socket.on("signed_out", function () {
-      socket.disconnect();
-      window.location.assign("/login");
+      // This operator signed out (here or in another tab). Wait for the sign-out response to clear the
+      // cookie before navigating, so no request carries the old session after it.
+      signingOut = true;
+      setStatus("offline", "Signed out");
+      setTimeout(function () { window.location.assign("/login"); }, 500);
     });
 
     socket.on("chats_changed", function (data) {

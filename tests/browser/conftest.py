@@ -30,7 +30,7 @@ EXTRA_ARGS = [
     "--no-first-run",
 ]
 API_TOKEN = "browser-test-token"
-OPERATOR, PASSWORD = "dispatcher", "browser-test-password"
+OPERATOR, SECOND_OPERATOR, PASSWORD = "dispatcher", "dispatcher2", "browser-test-password"
 PROXIES = "+447700900001,+447700900002,+447700900003"
 
 
@@ -108,11 +108,12 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "OUTBOX_WORKER": "true",
         "LOG_LEVEL": "INFO",
     }
-    created = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "webapp", "operators", "create", OPERATOR, "--password-stdin"],
-        input=PASSWORD + "\n", env=env, cwd=tmp, capture_output=True, text=True, timeout=60,
-    )
-    assert created.returncode == 0, created.stderr + created.stdout
+    for name in (OPERATOR, SECOND_OPERATOR):
+        created = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "webapp", "operators", "create", name, "--password-stdin"],
+            input=PASSWORD + "\n", env=env, cwd=tmp, capture_output=True, text=True, timeout=60,
+        )
+        assert created.returncode == 0, created.stderr + created.stdout
     log_path = tmp / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "webapp"], cwd=tmp, env=env, stdout=log, stderr=log)
@@ -139,9 +140,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
             proc.kill()
 
 
-def sign_in(page, base: str) -> None:
+def sign_in(page, base: str, name: str = OPERATOR) -> None:
     page.goto(base + "/")
-    page.fill("#name", OPERATOR)
+    page.fill("#name", name)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(base + "/")
@@ -180,11 +181,11 @@ def dashboard(page, server):
 
 @pytest.fixture
 def second_dispatcher(browser, server):
-    """Another dispatcher: a separate browser context (own cookies), signed in and live."""
+    """Another dispatcher: a separate browser context (own cookies), signed in with their own account."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems = watch(page)
-    sign_in(page, server.base)
+    sign_in(page, server.base, SECOND_OPERATOR)
     wait_live(page)
     yield page
     context.close()
