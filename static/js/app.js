@@ -32,6 +32,7 @@
 
   // ------------------------------------------------------------------ refreshing fragments
 
+  var FAILED = ["failed", "expired", "rejected", "unknown"];
   var pending = new Map(); // element id -> timer; coalesces bursts of doorbells into one fetch
 
   function refresh(el) {
@@ -130,6 +131,9 @@
       if (line) refresh(line);
       else liveElements("chat_changed", data.chat_id).forEach(refresh); // a line we do not show yet
       liveElements("message_status", data.chat_id).forEach(refresh);
+      if (FAILED.indexOf(data.status) !== -1) {
+        liveElements("chats_changed", data.chat_id).forEach(refresh); // lists show a "failed" marker
+      }
     });
     socket.on("unrouted_changed", function () {
       liveElements("unrouted_changed").forEach(refresh);

@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 import time
 
-from conftest import OPERATOR, PASSWORD, wait_live
 from playwright.sync_api import expect
+
+from tests.browser.conftest import OPERATOR, PASSWORD, wait_live
 
 EVIL = "<img src=x onerror=alert(1)> <script>alert(2)</script> & done"
 
@@ -73,6 +74,11 @@ def test_pair_two_numbers_through_the_form(dashboard, server):
     expect(row).to_be_visible()  # the list updated itself (chats_changed doorbell)
     expect(row).to_contain_text("+44 •••• ••05 01")  # masked in the operator's view
     expect(row).to_contain_text("Customer")
+    # search narrows the list as you type (by reference here; numbers and labels work too)
+    page.fill("input[name=q]", "ride-501")
+    expect(page.locator(".chat-row")).to_have_count(1)
+    page.fill("input[name=q]", "no such chat")
+    expect(page.locator("#chat-list .empty")).to_contain_text("No active chat matches")
 
 
 def test_inbound_text_appears_live_with_its_delivery_state(dashboard, server):
