@@ -229,3 +229,15 @@ def test_cli_prompts_twice_for_the_password_on_a_terminal(app, monkeypatch):
     result = CliRunner().invoke(app.cli, ["operators", "create", "sam"])
     assert result.exit_code == 0, result.output
     assert answers == [("Password", True, True)]
+
+
+def test_a_request_in_flight_during_sign_out_does_not_sign_the_browser_back_in(client, operator):
+    sign_in(client)
+    page = client.get("/")
+    old_cookie = client.get_cookie("session").value
+    # a fragment refresh sent with the old cookie, answered after the sign-out response...
+    client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    client.set_cookie("session", old_cookie)
+    late = client.get("/fragments/nav", headers={"HX-Request": "true"})
+    # ...must not send the session cookie again (the browser keeps the cleared one)
+    assert "Set-Cookie" not in late.headers

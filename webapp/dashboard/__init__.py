@@ -61,6 +61,10 @@ def _security_headers(resp: Response) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    # A sign-in lasts SESSION_HOURS from sign-in (a shift), and the cookie is only re-sent when the session
+    # changes: otherwise a request in flight during sign-out would answer with the old session's cookie
+    # after the sign-out response and sign the browser back in.
+    app.config["SESSION_REFRESH_EACH_REQUEST"] = False
     login_manager.login_view = "auth.login"
     login_manager.login_message = None
     app.before_request(_require_operator)
