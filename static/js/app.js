@@ -78,6 +78,25 @@
     }
   });
 
+  // Times are rendered in UTC by the server; show them in the dispatcher's own time zone.
+  var today = new Date().toDateString();
+  var timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var dateFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  function localizeTimes(root) {
+    (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      el.textContent = when.toDateString() === today ? timeFmt.format(when) : dateFmt.format(when);
+      el.title = when.toLocaleString();
+    });
+  }
+  document.addEventListener("htmx:after:swap", function () { localizeTimes(document); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { localizeTimes(document); });
+  } else {
+    localizeTimes(document);
+  }
+
   // ------------------------------------------------------------------ Socket.IO
 
   function setStatus(state, text) {

@@ -89,19 +89,6 @@ def iso(value: datetime | None) -> str:
     return _aware(value).isoformat() if value else ""
 
 
-def ago(value: datetime | None) -> str:
-    if value is None:
-        return ""
-    seconds = int((datetime.now(UTC) - _aware(value)).total_seconds())
-    if seconds < 60:
-        return "just now"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
-
-
 def init_app(app: Flask) -> None:
     app.add_template_filter(person_number, "person")
     app.add_template_filter(pretty_number, "pretty")
@@ -109,7 +96,6 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(state_class, "state_class")
     app.add_template_filter(clock, "clock")
     app.add_template_filter(iso, "iso")
-    app.add_template_filter(ago, "ago")
     app.add_template_global(party, "party")
     app.add_template_global(ENDED_REASONS, "ENDED_REASONS")
 
