@@ -42,7 +42,7 @@
       pending.delete(el.id);
       var current = document.getElementById(el.id); // the element may have been swapped meanwhile
       if (current) window.htmx.trigger(current, "refresh");
-    }, 60));
+    }, 30));
   }
 
   function liveElements(eventName, chatId) {
