@@ -227,3 +227,11 @@ def test_a_dropped_connection_catches_up_on_reconnect(dashboard, server):
     expect(page.locator(".entry.from-a", has_text="Sent while you were offline")).to_be_visible()
     expect(page.locator("#chat-ended")).to_contain_text("ended through the API")
     assert_not_reloaded(page)
+
+
+def test_a_page_whose_session_ended_goes_to_sign_in(dashboard, server):
+    page = dashboard
+    page.context.clear_cookies()  # as if the session expired; the open socket still rings the doorbell
+    create_chat(server, "+447700900591", "+447700900592")
+    # the list's refresh is refused (401 + HX-Redirect), so the page goes to the sign-in form
+    expect(page).to_have_url(re.compile(r"/login$"))
