@@ -296,3 +296,16 @@ def test_simulated_gateway_reports_delivery(app):
     assert app.extensions["sms_gateway"].flush_receipts(app) == 2
     states = set(db.session.scalars(select(Message.status).where(Message.chat_id == chat.id)))
     assert states == {"delivered"}
+
+
+@pytest.mark.parametrize("app_overrides", [{"VONAGE_SIGNATURE_SECRET": "sig-secret-123"}])
+def test_simulator_signs_its_webhook_like_vonage_when_a_secret_is_set(app):
+    from vonage import Auth
+
+    from webapp.dashboard.simulator import inbound_params
+
+    with app.test_request_context():
+        params = inbound_params(A, "+447700900001", "hello")
+    auth = Auth(api_key="k", signature_secret="sig-secret-123", signature_method=app.config["VONAGE_SIGNATURE_METHOD"])
+    assert "sig" in params and auth.check_signature(dict(params))
+    assert not auth.check_signature({**params, "text": "tampered"})
