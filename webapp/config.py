@@ -47,6 +47,14 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_POLL_SECONDS": 1.0,
     "OUTBOX_MAX_ATTEMPTS": 8,
     "OUTBOX_LEASE_SECONDS": 60,
+    "OUTBOX_RETRY_BASE_SECONDS": 1.0,  # first retry after ~base s, doubling (full jitter) up to the cap
+    "OUTBOX_RETRY_CAP_SECONDS": 300.0,
+    # An interrupted or unanswered send waits this long for a receipt carrying its client-ref, then is
+    # resent (at-least-once with reconciliation). 0: never resend it automatically (at-most-once).
+    "OUTBOX_RECONCILE_SECONDS": 300,
+    "OUTBOX_CONCURRENCY": 8,  # parallel sends (one keep-alive connection each), under the rate limit
+    "RATE_LIMIT_REDIS_URL": "",  # empty: per-process limiter; redis://...: shared by every worker process
+    "MULTIPART_TIMEOUT_SECONDS": 300,  # an incomplete multipart SMS is relayed with a marker after this
     "SOCKETIO_MESSAGE_QUEUE": "",
     "SESSION_HOURS": 12,
     "LOG_LEVEL": "INFO",
@@ -67,6 +75,11 @@ _CONVERT = {
     "OUTBOX_POLL_SECONDS": float,
     "OUTBOX_MAX_ATTEMPTS": int,
     "OUTBOX_LEASE_SECONDS": int,
+    "OUTBOX_RETRY_BASE_SECONDS": float,
+    "OUTBOX_RETRY_CAP_SECONDS": float,
+    "OUTBOX_RECONCILE_SECONDS": float,
+    "OUTBOX_CONCURRENCY": int,
+    "MULTIPART_TIMEOUT_SECONDS": float,
     "SESSION_HOURS": float,
 }
 

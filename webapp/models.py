@@ -168,8 +168,32 @@ class Receipt(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     vonage_id: Mapped[str] = mapped_column(String(64), index=True)
+    # our `client-ref` ("m<message id>") as Vonage echoed it: reconciles a send whose answer was lost
+    client_ref: Mapped[str | None] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(16))
     err_code: Mapped[str | None] = mapped_column(String(8))
     part_id: Mapped[int | None] = mapped_column(ForeignKey("sms_parts.id"))
     payload: Mapped[dict | None] = mapped_column(JSON)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HeldPart(db.Model):
+    """One part of a multipart inbound SMS, held until its set is complete (or times out).
+
+    A set is keyed by (sender, proxy number, concat-ref). Once relayed, `message_id` points at the assembled
+    inbound message and the row stays, so a late repeat of the part (same Vonage messageId) is recognised.
+    """
+
+    __tablename__ = "held_parts"
+    __table_args__ = (Index("ix_held_parts_set", "sender", "proxy_number", "concat_ref", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[str] = mapped_column(String(64), unique=True)  # Vonage messageId of this part
+    sender: Mapped[str] = mapped_column(String(20))
+    proxy_number: Mapped[str] = mapped_column(String(20))
+    concat_ref: Mapped[str] = mapped_column(String(32))
+    total: Mapped[int] = mapped_column(Integer)
+    part: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -56,17 +56,23 @@ class VonageGateway:
     def __init__(
         self, *, api_key: str, api_secret: str, rest_host: str, api_host: str, timeout: int = 10
     ) -> None:
-        self._client = Vonage(
-            Auth(api_key=api_key, api_secret=api_secret),
-            HttpClientOptions(
-                rest_host=rest_host,
-                api_host=api_host,
-                timeout=int(timeout),
-                pool_maxsize=1,
-            ),
+        self._auth = (api_key, api_secret)
+        self._options = HttpClientOptions(
+            rest_host=rest_host,
+            api_host=api_host,
+            timeout=int(timeout),
+            pool_maxsize=1,  # the SDK re-POSTs up to pool_maxsize times on RemoteDisconnected
         )
-        # The SDK's HTTP client keeps per-call state (headers, last_response): one caller at a time.
-        self._lock = threading.Lock()
+        # The SDK's HTTP client keeps per-call state (shared headers, last_response), so each sending thread
+        # gets its own client (and its own keep-alive connection); the outbox sends from a few threads.
+        self._local = threading.local()
+
+    def _client(self) -> Vonage:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = Vonage(Auth(api_key=self._auth[0], api_secret=self._auth[1]), self._options)
+            self._local.client = client
+        return client
 
     def send(self, *, to: str, sender: str, text: str, client_ref: str) -> SendResult:
         params = {
@@ -76,10 +82,9 @@ class VonageGateway:
             "type": sms_type(text),
             "client-ref": client_ref,
         }
-        hc = self._client.http_client
+        hc = self._client().http_client
         try:
-            with self._lock:
-                data = hc.post(hc.rest_host, "/sms/json", params, "basic", "form")
+            data = hc.post(hc.rest_host, "/sms/json", params, "basic", "form")
         except RateLimitedError as exc:
             return SendResult(False, retryable=True, http_status=429, error=f"HTTP 429: {exc}")
         except HttpRequestError as exc:
@@ -90,6 +95,9 @@ class VonageGateway:
                 return SendResult(False, retryable=True, error=f"connection failed: {type(exc).__name__}")
             # Read timeout or a dropped connection after the request went out: Vonage may have it.
             return SendResult(False, ambiguous=True, error=f"no answer: {type(exc).__name__}")
+        except Exception as exc:  # the SDK raising anything else: we cannot tell whether Vonage has it
+            log.warning("vonage sdk raised %s sending to %s", type(exc).__name__, mask_for_log(to))
+            return SendResult(False, ambiguous=True, error=f"sdk error: {type(exc).__name__}")
         if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
             return SendResult(False, ambiguous=True, error="unparseable response from Vonage")
         parts = data["messages"]

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
+from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 
 from .. import live, outbox
 from ..database import begin_write
 from ..extensions import db
-from ..models import Chat, Message, Route, utcnow
+from ..models import Chat, HeldPart, Message, Route, utcnow
 from ..proxy import InvalidNumber, Parties, is_opt_out, mask_for_log, other_party, parse_number, render
 from . import InvalidInput
 from .chats import close_chat, queue_to_party
@@ -24,11 +28,13 @@ log = logging.getLogger(__name__)
 
 MAX_TEXT = 10_000  # far above Vonage's 3,200-character limit; larger input is refused, not cut
 MAX_ID = 64
+MAX_PARTS = 255  # concat-total travels in one byte of the UDH
+MISSING_MARKER = "[part {part} of {total} missing]"
 
 
 @dataclass(frozen=True)
 class Inbound:
-    """Outcome of one inbound webhook. `outcome`: relayed, duplicate, unrouted, opt_out, empty."""
+    """Outcome of one inbound webhook. `outcome`: relayed, duplicate, unrouted, opt_out, empty, held."""
 
     outcome: str
     message_id: int | None
@@ -59,29 +65,67 @@ def parse_inbound(params: Mapping[str, str]) -> tuple[str, str, str, str | None]
     return sender, proxy, text, provider_id
 
 
+def parse_concat(params: Mapping[str, str]) -> tuple[str, int, int] | None:
+    """(concat-ref, concat-total, concat-part) of a multipart part, None for a whole SMS, or InvalidInput."""
+    ref = (params.get("concat-ref") or "").strip()
+    raw_total, raw_part = params.get("concat-total"), params.get("concat-part")
+    if not ref and not raw_total and not raw_part:
+        return None
+    if not ref or len(ref) > 32:
+        raise InvalidInput(
+            "concat-ref is required for a multipart SMS (at most 32 characters)", field="concat-ref"
+        )
+    try:
+        total, part = int(str(raw_total).strip()), int(str(raw_part).strip())
+    except ValueError:
+        raise InvalidInput("concat-total and concat-part must be numbers", field="concat-part") from None
+    if not 1 <= total <= MAX_PARTS or not 1 <= part <= total:
+        raise InvalidInput(
+            f"concat-part must be within 1..concat-total (at most {MAX_PARTS})", field="concat-part"
+        )
+    return None if total == 1 else (ref, total, part)
+
+
 def _already_have(provider_id: str | None) -> int | None:
+    """The inbound message this Vonage messageId was stored as (0 for a held part), or None."""
     if provider_id is None:
         return None
-    return db.session.scalar(select(Message.id).where(Message.provider_id == provider_id))
+    found = db.session.scalar(select(Message.id).where(Message.provider_id == provider_id))
+    if found is not None:
+        return found
+    held = db.session.scalar(select(HeldPart).where(HeldPart.provider_id == provider_id))
+    if held is not None:
+        return held.message_id or 0
+    return None
 
 
 def receive_sms(params: Mapping[str, str]) -> Inbound:
-    """Store one inbound SMS and everything it causes, atomically; then announce it.
+    """Store one inbound SMS (or one part of a multipart SMS) and everything it causes, atomically; then
+    announce it.
 
-    Duplicates (same Vonage messageId) are recognised and change nothing.
+    Duplicates (same Vonage messageId, or a part already held) are recognised and change nothing.
     """
     sender, proxy, text, provider_id = parse_inbound(params)
+    concat = parse_concat(params)
     begin_write()
     if (existing := _already_have(provider_id)) is not None:
         db.session.rollback()
-        return Inbound("duplicate", existing)
-    result = _store(sender, proxy, text, provider_id)
+        return Inbound("duplicate", existing or None)
+    if concat is None:
+        result = _store(sender, proxy, text, provider_id)
+    else:
+        result = _hold_part(sender, proxy, text, provider_id, *concat)
     try:
         db.session.commit()
     except IntegrityError:
         # The same messageId arrived concurrently and the other copy committed first.
         db.session.rollback()
-        return Inbound("duplicate", _already_have(provider_id))
+        return Inbound("duplicate", _already_have(provider_id) or None)
+    _announce(result, sender, proxy)
+    return result
+
+
+def _announce(result: Inbound, sender: str, proxy: str) -> None:
     log.info(
         "inbound sms %s from %s to %s: %s",
         result.message_id,
@@ -89,14 +133,113 @@ def receive_sms(params: Mapping[str, str]) -> Inbound:
         mask_for_log(proxy),
         result.outcome,
     )
+    if result.message_id is None:
+        return
     live.message_added(result.chat_id, result.message_id)
     if result.chat_id is not None and result.outcome == "opt_out":
         live.chat_ended(result.chat_id)
     outbox.wake()
+
+
+def _lock_set(sender: str, proxy: str, ref: str) -> None:
+    """Serialise the parts of one set. SQLite's BEGIN IMMEDIATE already does; PostgreSQL needs a lock."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(f"{sender}|{proxy}|{ref}".encode()).digest()[:8], "big", signed=True)
+    db.session.execute(text_sql("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def _open_parts(sender: str, proxy: str, ref: str) -> list[HeldPart]:
+    return list(
+        db.session.scalars(
+            select(HeldPart)
+            .where(
+                HeldPart.sender == sender,
+                HeldPart.proxy_number == proxy,
+                HeldPart.concat_ref == ref,
+                HeldPart.message_id.is_(None),
+            )
+            .order_by(HeldPart.part)
+        )
+    )
+
+
+def _hold_part(
+    sender: str, proxy: str, text: str, provider_id: str | None, ref: str, total: int, part: int
+) -> Inbound:
+    """Hold one part; when its set is complete, store and relay the whole text in part order."""
+    _lock_set(sender, proxy, ref)
+    held = _open_parts(sender, proxy, ref)
+    if any(p.part == part for p in held):
+        return Inbound("duplicate", None)  # the same part again under another messageId
+    new = HeldPart(
+        provider_id=provider_id or f"local:{uuid.uuid4().hex}",
+        sender=sender,
+        proxy_number=proxy,
+        concat_ref=ref,
+        total=total,
+        part=part,
+        text=text,
+    )
+    db.session.add(new)
+    held.append(new)
+    if len({p.part for p in held}) < total:
+        db.session.flush()
+        return Inbound("held", None)
+    held.sort(key=lambda p: p.part)
+    meta = {"concat_ref": ref, "parts": total}
+    result = _store(sender, proxy, "".join(p.text for p in held), None, meta)
+    for p in held:
+        p.message_id = result.message_id
     return result
 
 
-def _store(sender: str, proxy: str, text: str, provider_id: str | None) -> Inbound:
+def flush_expired_parts(now: datetime | None = None) -> list[int]:
+    """Relay every multipart set still incomplete after MULTIPART_TIMEOUT_SECONDS, with a visible marker
+    where parts are missing. Returns the ids of the inbound messages stored."""
+    timeout = timedelta(seconds=float(current_app.config["MULTIPART_TIMEOUT_SECONDS"]))
+    cutoff = (now or utcnow()) - timeout
+    keys = db.session.execute(
+        select(HeldPart.sender, HeldPart.proxy_number, HeldPart.concat_ref)
+        .where(HeldPart.message_id.is_(None), HeldPart.received_at < cutoff)
+        .distinct()
+    ).all()
+    db.session.rollback()
+    stored: list[int] = []
+    for sender, proxy, ref in keys:
+        begin_write()
+        _lock_set(sender, proxy, ref)
+        held = _open_parts(sender, proxy, ref)
+        if not held:  # completed or flushed meanwhile
+            db.session.rollback()
+            continue
+        total = max(p.total for p in held)
+        by_part = {p.part: p.text for p in held}
+        missing = [i for i in range(1, total + 1) if i not in by_part]
+        text = "".join(
+            by_part.get(i, MISSING_MARKER.format(part=i, total=total)) for i in range(1, total + 1)
+        )
+        meta = {"concat_ref": ref, "parts": total, "incomplete": True, "missing": missing}
+        result = _store(sender, proxy, text, None, meta)
+        msg = db.session.get(Message, result.message_id)
+        if msg is not None:
+            gone = ", ".join(map(str, missing))
+            msg.error = f"incomplete multipart SMS: part(s) {gone} of {total} never arrived"
+        for p in held:
+            p.message_id = result.message_id
+        db.session.commit()
+        log.warning(
+            "multipart sms %s relayed incomplete (%d of %d parts)", result.message_id, len(held), total
+        )
+        _announce(result, sender, proxy)
+        if result.message_id is not None:
+            stored.append(result.message_id)
+    return stored
+
+
+def _store(
+    sender: str, proxy: str, text: str, provider_id: str | None, meta: dict[str, Any] | None = None
+) -> Inbound:
     cfg = current_app.config
     now = utcnow()
     msg = Message(
@@ -107,6 +250,7 @@ def _store(sender: str, proxy: str, text: str, provider_id: str | None) -> Inbou
         text=text,
         provider_id=provider_id,
         status="received",
+        meta=meta,
     )
     db.session.add(msg)
     route = db.session.scalar(select(Route).where(Route.real_number == sender, Route.proxy_number == proxy))
