@@ -298,14 +298,15 @@ def test_simulated_gateway_reports_delivery(app):
     assert states == {"delivered"}
 
 
+@pytest.mark.parametrize("method", ["sha256", "md5hash"])
 @pytest.mark.parametrize("app_overrides", [{"VONAGE_SIGNATURE_SECRET": "sig-secret-123"}])
-def test_simulator_signs_its_webhook_like_vonage_when_a_secret_is_set(app):
-    from vonage import Auth
-
-    from webapp.dashboard.simulator import inbound_params
-
-    with app.test_request_context():
-        params = inbound_params(A, "+447700900001", "hello")
-    auth = Auth(api_key="k", signature_secret="sig-secret-123", signature_method=app.config["VONAGE_SIGNATURE_METHOD"])
-    assert "sig" in params and auth.check_signature(dict(params))
-    assert not auth.check_signature({**params, "text": "tampered"})
+def test_simulator_signs_its_webhook_like_vonage_when_a_secret_is_set(app, client, method):
+    app.config["VONAGE_SIGNATURE_METHOD"] = method
+    chat = pair(A, B)
+    # an unsigned webhook is refused...
+    unsigned = client.post("/webhooks/inbound-sms", data={"msisdn": A[1:], "to": chat.proxy_number[1:], "text": "x"})
+    assert unsigned.status_code == 401
+    # ...but the simulator's reply passes the real signature check
+    resp = htmx(client, "/simulator/handsets/447700900111/send", {"to": chat.proxy_number, "text": "Signed hello"})
+    assert resp.status_code == 200, resp.text
+    assert db.session.scalar(select(Message.text).where(Message.direction == "in")) == "Signed hello"

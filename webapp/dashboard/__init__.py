@@ -10,6 +10,7 @@ from flask import Flask, Response, redirect, request, url_for
 from flask_login import current_user
 
 from ..extensions import db, login_manager
+from ..gateway.simulated import SimulatedGateway
 from ..models import Operator
 from . import auth, display, pages, simulator
 
@@ -70,6 +71,9 @@ def init_app(app: Flask) -> None:
     app.before_request(_require_operator)
     app.after_request(_security_headers)
     display.init_app(app)
+    gateway = app.extensions.get("sms_gateway")
+    if isinstance(gateway, SimulatedGateway):
+        gateway.bind(app)  # so the simulator's phones get delivery receipts, like Vonage's
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(simulator.bp)

@@ -14,6 +14,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 
 from .. import queries
 from ..proxy import InvalidNumber, parse_number, to_vonage
+from ..signatures import sign
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
@@ -72,17 +73,11 @@ def inbound_params(sender: str, proxy: str, text: str) -> dict[str, str]:
         "keyword": (text.split() or [""])[0].upper()[:20],
         "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    secret = current_app.config.get("VONAGE_SIGNATURE_SECRET")
-    if secret:
-        from vonage import Auth
-
-        params["api-key"] = current_app.config.get("VONAGE_API_KEY") or "simulator"
+    cfg = current_app.config
+    if cfg.get("VONAGE_SIGNATURE_SECRET"):  # sign as Vonage does, so the webhook's check passes
+        params["api-key"] = cfg.get("VONAGE_API_KEY") or "simulator"
         params["timestamp"] = str(int(time.time()))
-        params["sig"] = Auth(
-            api_key=params["api-key"],
-            signature_secret=secret,
-            signature_method=current_app.config["VONAGE_SIGNATURE_METHOD"],
-        ).sign_params(dict(params))
+        params["sig"] = sign(params, cfg["VONAGE_SIGNATURE_SECRET"], cfg["VONAGE_SIGNATURE_METHOD"])
     return params
 
 

@@ -33,13 +33,19 @@ class SimulatedGateway:
         self._counter = itertools.count(1)
         self.sent: list[dict[str, str]] = []
         self.pending_receipts: list[dict[str, str]] = []
+        self.app: Flask | None = None
+
+    def bind(self, app: Flask) -> None:
+        """The app whose database receives the simulated receipts (sends may run in threads without one)."""
+        self.app = app
 
     def send(self, *, to: str, sender: str, text: str, client_ref: str) -> SendResult:
         ids = [uuid.uuid4().hex[:16].upper() for _ in range(segments(text))]
         with self._lock:
             self.sent.append({"to": to, "from": sender, "text": text, "client_ref": client_ref})
-        if has_app_context():
-            self._schedule_receipts(current_app._get_current_object(), ids, to, sender, client_ref)
+        app = self.app or (current_app._get_current_object() if has_app_context() else None)
+        if app is not None:
+            self._schedule_receipts(app, ids, to, sender, client_ref)
         return SendResult(ok=True, status="0", message_ids=ids)
 
     def _schedule_receipts(self, app: Flask, ids: list[str], to: str, sender: str, client_ref: str) -> None:
