@@ -16,7 +16,7 @@ from .extensions import db
 from .models import Chat, Message, ProxyNumber, Route
 
 PER_PAGE = 20
-FAILED_STATES = ("failed", "expired", "rejected", "unknown")
+FAILED_STATES = ("failed", "expired", "rejected", "unknown", "unconfirmed")
 SYSTEM_KINDS = ("intro", "notice", "auto_reply")
 
 

@@ -32,7 +32,7 @@
 
   // ------------------------------------------------------------------ refreshing fragments
 
-  var FAILED = ["failed", "expired", "rejected", "unknown"];
+  var FAILED = ["failed", "expired", "rejected", "unknown", "unconfirmed"];
   var pending = new Map(); // element id -> timer; coalesces bursts of doorbells into one fetch
 
   function refresh(el) {

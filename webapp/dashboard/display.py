@@ -22,6 +22,7 @@ STATES = {
     "expired": ("failed: expired", "bad"),
     "rejected": ("failed: rejected", "bad"),
     "unknown": ("unknown: may not have been sent", "bad"),
+    "unconfirmed": ("unconfirmed: checking with Vonage", "warn"),
     "received": ("received", "ok"),
     "unrouted": ("unrouted", "warn"),
     "opt_out": ("opted out", "warn"),
