@@ -34,14 +34,33 @@
 
   var FAILED = ["failed", "expired", "rejected", "unknown", "unconfirmed"];
   var pending = new Map(); // element id -> timer; coalesces bursts of doorbells into one fetch
+  var inflight = new Set(); // ids whose fragment is being fetched
+  var dirty = new Set(); // ids that changed again while being fetched: fetch once more afterwards
 
   function refresh(el) {
     if (!el || !el.id || !window.htmx) return;
-    if (pending.has(el.id)) return;
-    pending.set(el.id, setTimeout(function () {
-      pending.delete(el.id);
-      var current = document.getElementById(el.id); // the element may have been swapped meanwhile
-      if (current) window.htmx.trigger(current, "refresh");
+    // a fragment inside one that is being re-fetched will be replaced anyway; make sure that fetch repeats
+    var outer = el.parentElement && el.parentElement.closest("[data-live][id]");
+    if (outer && (inflight.has(outer.id) || pending.has(outer.id))) {
+      if (inflight.has(outer.id)) dirty.add(outer.id);
+      return;
+    }
+    var id = el.id;
+    if (inflight.has(id)) { dirty.add(id); return; }
+    if (pending.has(id)) return;
+    pending.set(id, setTimeout(function () {
+      pending.delete(id);
+      var current = document.getElementById(id); // the element may have been swapped meanwhile
+      if (!current) return;
+      inflight.add(id);
+      var done = function () {
+        inflight.delete(id);
+        if (dirty.delete(id)) refresh(document.getElementById(id));
+      };
+      var request = window.htmx.ajax("GET", current.getAttribute("hx-get"), {
+        source: current, target: current, swap: "outerHTML"
+      });
+      if (request && request.then) request.then(done, done); else done();
     }, 30));
   }
 

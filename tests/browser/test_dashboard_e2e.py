@@ -235,3 +235,17 @@ def test_a_page_whose_session_ended_goes_to_sign_in(dashboard, server):
     create_chat(server, "+447700900591", "+447700900592")
     # the list's refresh is refused (401 + HX-Redirect), so the page goes to the sign-in form
     expect(page).to_have_url(re.compile(r"/login$"))
+
+
+def test_a_burst_of_texts_all_show_with_their_final_state(dashboard, second_dispatcher, server):
+    chat = create_chat(server, "+447700900601", "+447700900602", reference="BURST-601")
+    second_dispatcher.goto(f"{server.base}/chats/{chat['id']}")
+    wait_live(second_dispatcher)
+    for i in range(12):  # doorbells arrive while earlier fragment fetches are still in flight
+        sender = "+447700900601" if i % 2 == 0 else "+447700900602"
+        server.webhook(sender, chat["proxy_number"], f"burst {i:02d}", f"e2e-burst-{i}")
+    wait_settled(server, chat["id"], outbound=14)
+    lines = second_dispatcher.locator(".entry.from-a, .entry.from-b")
+    expect(lines).to_have_count(12)
+    expect(second_dispatcher.locator('.entry .state[data-status="delivered"]')).to_have_count(14)
+    expect(dashboard.locator(f"#chat-row-{chat['id']}")).to_contain_text("burst 11")
