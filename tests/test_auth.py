@@ -140,6 +140,14 @@ def test_repeated_failed_sign_ins_are_slowed_down(client, operator):
     assert client.get("/").status_code == 302
 
 
+def test_failures_on_one_name_do_not_lock_out_another_operator_at_the_same_address(client, operator):
+    create_operator("second", PASSWORD)
+    for _ in range(5):
+        sign_in(client, password="wrong-password")
+    assert sign_in(client).status_code == 429
+    assert sign_in(client, name="second").status_code == 302
+
+
 def test_the_session_expires_after_session_hours(client, operator, monkeypatch):
     sign_in(client)
     assert client.get("/").status_code == 200

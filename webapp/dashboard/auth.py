@@ -59,7 +59,8 @@ class _Failures:
 
 
 class SignInThrottle:
-    """Failed sign-ins per name and per client address; after a few, each further try waits longer.
+    """Failed sign-ins per name and per client address; after a few, each further try waits longer
+    (doubling, up to `max_delay`). An address gets five times the free tries of a name.
 
     Kept in memory: a restart forgets it, which is acceptable for slowing down guessing.
     """
@@ -83,7 +84,9 @@ class SignInThrottle:
             for key in keys:
                 entry = self._seen.setdefault(key, _Failures())
                 entry.count += 1
-                extra = entry.count - self.free_attempts
+                # one address may be a whole office behind NAT or a reverse proxy: it gets more tries
+                free = self.free_attempts * (5 if key.startswith("addr:") else 1)
+                extra = entry.count - free
                 if extra >= 0:
                     entry.blocked_until = now + min(self.base_delay * 2**extra, self.max_delay)
             if len(self._seen) > 10_000:  # bound memory under a spray of names
