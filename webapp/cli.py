@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
@@ -15,10 +17,18 @@ def _fail(exc: services.ServiceError) -> None:
     raise click.ClickException(exc.message)
 
 
+def _ready() -> None:
+    """Create or upgrade the schema first: on a fresh machine a command may run before the server ever did."""
+    from . import prepare_database
+
+    prepare_database(current_app._get_current_object())
+
+
 @numbers.command("add")
 @click.argument("number", nargs=-1, required=True)
 def numbers_add(number: tuple[str, ...]) -> None:
     """Add one or more numbers (E.164, or national in DEFAULT_REGION)."""
+    _ready()
     for raw in number:
         try:
             entry = services.add_number(raw, current_app.config["DEFAULT_REGION"])
@@ -31,6 +41,7 @@ def numbers_add(number: tuple[str, ...]) -> None:
 @click.argument("number")
 def numbers_remove(number: str) -> None:
     """Remove a number; refused while it carries active chats."""
+    _ready()
     try:
         removed = services.remove_number(number, current_app.config["DEFAULT_REGION"])
     except services.ServiceError as exc:
@@ -41,6 +52,7 @@ def numbers_remove(number: str) -> None:
 @numbers.command("list")
 def numbers_list() -> None:
     """List the pool with the active chats each number carries."""
+    _ready()
     rows = services.list_numbers()
     if not rows:
         click.echo("the pool is empty: add numbers with `flask numbers add +44...`")
@@ -81,7 +93,51 @@ def outbox_work(until_idle: bool) -> None:
     run_outbox_worker(current_app._get_current_object())
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+operators = AppGroup("operators", help="Dispatcher accounts for the dashboard.")
+
+
+@operators.command("create")
+@click.argument("name")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of stdin (also used when stdin is not a terminal).",
+)
+def operators_create(name: str, password_stdin: bool) -> None:
+    """Create an operator NAME; the password is prompted for (twice) or read from stdin."""
+    from .dashboard.auth import AccountError, create_operator
+
+    _ready()
+    if password_stdin or not _stdin_is_terminal():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        operator = create_operator(name, password)
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"operator {operator.name!r} created")
+
+
+@operators.command("list")
+def operators_list() -> None:
+    """List operator accounts."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Operator
+
+    for op in db.session.scalars(select(Operator).order_by(Operator.name)):
+        last = op.last_login_at.isoformat(timespec="minutes") if op.last_login_at else "never"
+        click.echo(f"{op.name}\tlast sign-in: {last}")
+
+
 def init_app(app: Flask) -> None:
+    app.cli.add_command(operators)
     app.cli.add_command(numbers)
     app.cli.add_command(outbox_cli)
 

@@ -58,6 +58,9 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_MESSAGE_QUEUE": "",
     "SOCKETIO_CHANNEL": "flask-socketio",  # Redis pub/sub channel; processes of one deployment share it
     "SESSION_HOURS": 12,
+    "LOGIN_FREE_ATTEMPTS": 5,  # failed sign-ins per name before each further try is slowed down
+    "LOGIN_BASE_DELAY": 2.0,  # seconds of the first slow-down; doubles with each further failure
+    "SIMULATED_RECEIPT_SECONDS": 1.0,  # simulated gateway: delay before a "delivered" receipt; 0 = none
     "LOG_LEVEL": "INFO",
 }
 
@@ -82,6 +85,9 @@ _CONVERT = {
     "OUTBOX_CONCURRENCY": int,
     "MULTIPART_TIMEOUT_SECONDS": float,
     "SESSION_HOURS": float,
+    "LOGIN_FREE_ATTEMPTS": int,
+    "LOGIN_BASE_DELAY": float,
+    "SIMULATED_RECEIPT_SECONDS": float,
 }
 
 

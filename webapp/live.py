@@ -59,3 +59,26 @@ def message_status(chat_id: int | None, message_id: int, status: str) -> None:
 
 def numbers_changed() -> None:
     _emit("numbers_changed", {})
+
+
+def chat_read(chat_id: int) -> None:
+    _emit("chats_changed", {"chat_id": chat_id, "change": "read"})
+
+
+def sign_out(operator_id: str | None) -> None:
+    """Close an operator's open sockets after they sign out (sockets keep the session from connect time).
+
+    Sockets in this process are disconnected at once; the event tells pages served by other processes
+    (with a message queue) to close theirs and go to the sign-in page.
+    """
+    if operator_id is None:
+        return
+    room = f"operator:{operator_id}"
+    try:
+        socketio.emit("signed_out", {}, to=room)
+        server = socketio.server
+        if server is not None:
+            for sid, _eio_sid in list(server.manager.get_participants("/", room)):
+                server.disconnect(sid, namespace="/")
+    except Exception:
+        log.exception("could not close the sockets of operator %s", operator_id)

@@ -2,16 +2,27 @@
 
 What it "sent" is also in the messages table (outbound rows), which is what the simulator page reads, so
 the whole flow can be tried without a Vonage account.
+
+Like Vonage, it later reports delivery: each accepted part gets a "delivered" receipt, recorded through the
+same service as Vonage's delivery-receipt webhook. In a server the receipts follow after a short delay
+(`SIMULATED_RECEIPT_SECONDS`, default 1.0; 0 turns them off); under TESTING they wait in `pending_receipts`
+until a test calls `flush_receipts()`, so unit tests never start threads.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import uuid
+from datetime import UTC, datetime
 
-from ..proxy import segments
+from flask import Flask, current_app, has_app_context
+
+from ..proxy import segments, to_vonage
 from .base import SendResult
+
+log = logging.getLogger(__name__)
 
 
 class SimulatedGateway:
@@ -21,9 +32,63 @@ class SimulatedGateway:
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self.sent: list[dict[str, str]] = []
+        self.pending_receipts: list[dict[str, str]] = []
+        self.app: Flask | None = None
+
+    def bind(self, app: Flask) -> None:
+        """The app whose database receives the simulated receipts (sends may run in threads without one)."""
+        self.app = app
 
     def send(self, *, to: str, sender: str, text: str, client_ref: str) -> SendResult:
         ids = [uuid.uuid4().hex[:16].upper() for _ in range(segments(text))]
         with self._lock:
             self.sent.append({"to": to, "from": sender, "text": text, "client_ref": client_ref})
+        app = self.app or (current_app._get_current_object() if has_app_context() else None)
+        if app is not None:
+            self._schedule_receipts(app, ids, to, sender, client_ref)
         return SendResult(ok=True, status="0", message_ids=ids)
+
+    def _schedule_receipts(self, app: Flask, ids: list[str], to: str, sender: str, client_ref: str) -> None:
+        now = datetime.now(UTC).strftime("%y%m%d%H%M")
+        receipts = [
+            {
+                "msisdn": to_vonage(to),
+                "to": to_vonage(sender),
+                "messageId": vonage_id,
+                "status": "delivered",
+                "err-code": "0",
+                "scts": now,
+                "client-ref": client_ref,
+                "message-timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            for vonage_id in ids
+        ]
+        delay = float(app.config.get("SIMULATED_RECEIPT_SECONDS", 1.0))
+        if app.testing:
+            with self._lock:
+                self.pending_receipts.extend(receipts)
+            return
+        if delay <= 0:
+            return
+        timer = threading.Timer(delay, self._deliver, args=(app, receipts))
+        timer.daemon = True
+        timer.start()
+
+    def _deliver(self, app: Flask, receipts: list[dict[str, str]]) -> None:
+        from ..services import ServiceError, record_receipt
+
+        with app.app_context():
+            for params in receipts:
+                try:
+                    record_receipt(params)
+                except ServiceError as exc:
+                    log.warning("simulated receipt refused: %s", exc.message)
+                except Exception:
+                    log.exception("simulated receipt failed")
+
+    def flush_receipts(self, app: Flask) -> int:
+        """Record every pending receipt now (tests). Returns how many."""
+        with self._lock:
+            receipts, self.pending_receipts = self.pending_receipts, []
+        self._deliver(app, receipts)
+        return len(receipts)

@@ -1,0 +1,189 @@
+/* Dashboard behaviour. Static file, no inline script anywhere (the CSP forbids it).
+ *
+ * Live updates follow the doorbell pattern (shared/design.md §3): Socket.IO events carry ids only; an
+ * element that shows something marks itself with data-live="event ..." (and data-chat="<id>" when it
+ * belongs to one chat) and carries its own hx-get with hx-trigger="refresh". On an event we trigger
+ * "refresh" on the matching elements, and htmx fetches the server-rendered, escaped fragment.
+ * Nothing here builds HTML from data.
+ */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  // CSRF header on every htmx request (htmx 4: headers live in ctx.request.headers).
+  document.addEventListener("htmx:config:request", function (e) {
+    var ctx = e.detail && e.detail.ctx;
+    if (ctx && ctx.request && ctx.request.headers) {
+      ctx.request.headers["X-CSRFToken"] = csrfToken();
+    }
+  });
+
+  // Confirmation for destructive plain forms (<form data-confirm="...">).
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      e.preventDefault();
+    }
+  }, true);
+
+  // ------------------------------------------------------------------ refreshing fragments
+
+  var FAILED = ["failed", "expired", "rejected", "unknown", "unconfirmed"];
+  var pending = new Map(); // element id -> timer; coalesces bursts of doorbells into one fetch
+  var inflight = new Set(); // ids whose fragment is being fetched
+  var dirty = new Set(); // ids that changed again while being fetched: fetch once more afterwards
+
+  function refresh(el) {
+    if (!el || !el.id || !window.htmx) return;
+    // a fragment inside one that is being re-fetched will be replaced anyway; make sure that fetch repeats
+    var outer = el.parentElement && el.parentElement.closest("[data-live][id]");
+    if (outer && (inflight.has(outer.id) || pending.has(outer.id))) {
+      if (inflight.has(outer.id)) dirty.add(outer.id);
+      return;
+    }
+    var id = el.id;
+    if (inflight.has(id)) { dirty.add(id); return; }
+    if (pending.has(id)) return;
+    pending.set(id, setTimeout(function () {
+      pending.delete(id);
+      var current = document.getElementById(id); // the element may have been swapped meanwhile
+      if (!current) return;
+      inflight.add(id);
+      var done = function () {
+        inflight.delete(id);
+        if (dirty.delete(id)) refresh(document.getElementById(id));
+      };
+      var request = window.htmx.ajax("GET", current.getAttribute("hx-get"), {
+        source: current, target: current, swap: "outerHTML"
+      });
+      if (request && request.then) request.then(done, done); else done();
+    }, 30));
+  }
+
+  function liveElements(eventName, chatId) {
+    return Array.prototype.filter.call(document.querySelectorAll("[data-live]"), function (el) {
+      var events = el.getAttribute("data-live").split(/\s+/);
+      if (events.indexOf(eventName) === -1) return false;
+      var only = el.getAttribute("data-chat");
+      return !only || chatId === undefined || chatId === null || String(chatId) === only;
+    });
+  }
+
+  function refreshAll() {
+    document.querySelectorAll("[data-live]").forEach(refresh);
+  }
+
+  // One transcript line shows a person's text and the state of its relay; find it by either id.
+  function entryFor(messageId) {
+    var wanted = String(messageId);
+    return Array.prototype.find.call(document.querySelectorAll("[data-ids]"), function (el) {
+      return el.getAttribute("data-ids").split(" ").indexOf(wanted) !== -1;
+    });
+  }
+
+  // Keep the transcript scrolled to the newest message when the reader was already at the bottom.
+  var stickToBottom = true;
+  document.addEventListener("htmx:before:swap", function () {
+    var list = document.getElementById("transcript");
+    if (list) stickToBottom = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  });
+  document.addEventListener("htmx:after:swap", function () {
+    if (document.getElementById("transcript") && stickToBottom) {
+      window.scrollTo(0, document.body.scrollHeight);
+    }
+  });
+
+  // Times are rendered in UTC by the server; show them in the dispatcher's own time zone.
+  var today = new Date().toDateString();
+  var timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+  var dateFmt = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  function localizeTimes(root) {
+    (root || document).querySelectorAll("time[datetime]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      el.textContent = when.toDateString() === today ? timeFmt.format(when) : dateFmt.format(when);
+      el.title = when.toLocaleString();
+    });
+  }
+  document.addEventListener("htmx:after:swap", function () { localizeTimes(document); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { localizeTimes(document); });
+  } else {
+    localizeTimes(document);
+  }
+
+  // ------------------------------------------------------------------ Socket.IO
+
+  function setStatus(state, text) {
+    var el = document.getElementById("live-status");
+    if (!el) return;
+    el.setAttribute("data-state", state);
+    el.textContent = text;
+  }
+
+  function connect() {
+    if (!window.io || !document.getElementById("live-status")) return; // signed out: no socket
+    var socket = window.io({ reconnectionDelayMax: 5000 });
+    window.__socket = socket; // for tests and debugging
+
+    socket.on("connect", function () {
+      setStatus("live", "Live");
+      refreshAll(); // catch up on anything that changed while we were not connected
+    });
+    var signingOut = false;
+    socket.on("disconnect", function (reason) {
+      setStatus("offline", "Reconnecting…");
+      if (reason === "io server disconnect" && !signingOut) {
+        // the server closed us (the session ended): a reload shows the sign-in page
+        setTimeout(function () { window.location.reload(); }, 1000);
+      }
+    });
+    socket.on("connect_error", function () {
+      setStatus("offline", "Reconnecting…");
+      if (!socket.active && !signingOut) {
+        // refused (not signed in any more): a reload lands on the sign-in page
+        setTimeout(function () { window.location.reload(); }, 2000);
+      }
+    });
+    socket.on("signed_out", function () {
+      // This operator signed out (here or in another tab). Wait for the sign-out response to clear the
+      // cookie before navigating, so no request carries the old session after it.
+      signingOut = true;
+      setStatus("offline", "Signed out");
+      setTimeout(function () { window.location.assign("/login"); }, 500);
+    });
+
+    socket.on("chats_changed", function (data) {
+      liveElements("chats_changed", data && data.chat_id).forEach(refresh);
+    });
+    socket.on("chat_changed", function (data) {
+      liveElements("chat_changed", data && data.chat_id).forEach(refresh);
+    });
+    socket.on("message_status", function (data) {
+      if (!data) return;
+      var line = entryFor(data.id);
+      if (line) refresh(line);
+      else liveElements("chat_changed", data.chat_id).forEach(refresh); // a line we do not show yet
+      liveElements("message_status", data.chat_id).forEach(refresh);
+      if (FAILED.indexOf(data.status) !== -1) {
+        liveElements("chats_changed", data.chat_id).forEach(refresh); // lists show a "failed" marker
+      }
+    });
+    socket.on("unrouted_changed", function () {
+      liveElements("unrouted_changed").forEach(refresh);
+    });
+    socket.on("numbers_changed", function () {
+      liveElements("numbers_changed").forEach(refresh);
+    });
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", connect);
+  } else {
+    connect();
+  }
+})();

@@ -1,0 +1,187 @@
+"""Dashboard pages and their htmx fragments. Views stay thin: parse, one service or query call, render.
+
+Each fragment has one template (`dashboard/_*.html`), included by its page and returned alone when the
+page re-fetches it after a live doorbell (shared/design.md §3).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import update
+
+from .. import live, queries, services
+from ..extensions import db
+from ..models import Chat, utcnow
+from ..services.chats import validate_chat_request
+
+bp = Blueprint("dashboard", __name__)
+
+PAIR_FIELDS = ("a", "b", "a_label", "b_label", "reference")
+TABS = ("active", "ended")
+
+
+def _htmx() -> bool:
+    return bool(request.headers.get("HX-Request"))
+
+
+def _int_arg(name: str, default: int = 1) -> int:
+    try:
+        return max(int(request.args.get(name, default)), 1)
+    except ValueError:
+        return default
+
+
+def _list_args() -> dict:
+    tab = request.args.get("tab", "active")
+    return {
+        "tab": tab if tab in TABS else "active",
+        "q": (request.args.get("q") or "").strip()[:100],
+        "page": _int_arg("page"),
+    }
+
+
+def _chat_list_context() -> dict:
+    args = _list_args()
+    return {
+        "args": args,
+        "result": queries.search_chats(args["tab"], args["q"], args["page"]),
+        "counts": {tab: queries.count_chats(tab) for tab in TABS},
+    }
+
+
+def _get_chat(chat_id: int) -> Chat:
+    chat = db.session.get(Chat, chat_id)
+    if chat is None:
+        abort(404)
+    return chat
+
+
+# ------------------------------------------------------------------ chats list and pairing
+
+
+@bp.get("/")
+def chats():
+    return render_template("dashboard/chats.html", form={}, errors={}, **_chat_list_context())
+
+
+@bp.get("/fragments/chats")
+def chat_list():
+    return render_template("dashboard/_chat_list.html", **_chat_list_context())
+
+
+@bp.post("/chats")
+def pair():
+    form = {f: (request.form.get(f) or "") for f in PAIR_FIELDS}
+    errors: dict[str, str] = {}
+    created = None
+    try:
+        req = validate_chat_request(**{f: form[f] for f in PAIR_FIELDS})
+        created = services.start_chat(req, created_by=current_user.name)
+    except services.ServiceError as exc:
+        field = exc.field if exc.field in PAIR_FIELDS else "form"
+        # "a: '123' is not a phone number" -> shown next to field a as "'123' is not a phone number"
+        message = exc.message.split(": ", 1)[1] if exc.message.startswith(f"{field}: ") else exc.message
+        errors[field] = message
+    status = 422 if errors else 200
+    if _htmx():
+        return render_template(
+            "dashboard/_pair_form.html", form={} if created else form, errors=errors, created=created
+        ), status
+    if created:
+        flash(f"Chat {created.id} started on {created.proxy_number}.")
+        return redirect(url_for("dashboard.chats"))
+    return render_template("dashboard/chats.html", form=form, errors=errors, **_chat_list_context()), status
+
+
+# ------------------------------------------------------------------ one chat
+
+
+@bp.get("/chats/<int:chat_id>")
+def chat(chat_id: int):
+    chat = _get_chat(chat_id)
+    return render_template("dashboard/chat.html", chat=chat, entries=queries.transcript(chat_id))
+
+
+@bp.get("/chats/<int:chat_id>/header")
+def chat_header(chat_id: int):
+    return render_template("dashboard/_chat_header.html", chat=_get_chat(chat_id))
+
+
+@bp.get("/chats/<int:chat_id>/transcript")
+def chat_transcript(chat_id: int):
+    chat = _get_chat(chat_id)
+    return render_template("dashboard/_transcript.html", chat=chat, entries=queries.transcript(chat_id))
+
+
+@bp.get("/chats/<int:chat_id>/messages/<int:message_id>")
+def chat_entry(chat_id: int, message_id: int):
+    chat = _get_chat(chat_id)
+    entry = queries.entry_for(chat_id, message_id)
+    if entry is None:
+        abort(404)
+    return render_template("dashboard/_entry.html", chat=chat, entry=entry)
+
+
+@bp.post("/chats/<int:chat_id>/read")
+def chat_read(chat_id: int):
+    """The chat is open on a dispatcher's screen: clear its unread marker."""
+    changed = db.session.execute(
+        update(Chat).where(Chat.id == chat_id, Chat.unread > 0).values(unread=0)
+    ).rowcount
+    db.session.commit()
+    if changed:
+        live.chat_read(chat_id)
+    return "", 204
+
+
+@bp.post("/chats/<int:chat_id>/end")
+def end(chat_id: int):
+    try:
+        services.end_chat(chat_id, reason="operator")
+    except services.NotFound:
+        abort(404)
+    except services.Conflict as exc:
+        flash(exc.message)
+    return redirect(url_for("dashboard.chat", chat_id=chat_id))
+
+
+# ------------------------------------------------------------------ unrouted and numbers
+
+
+@bp.get("/unrouted")
+def unrouted():
+    return render_template("dashboard/unrouted.html", result=queries.unrouted(_int_arg("page")))
+
+
+@bp.get("/fragments/unrouted")
+def unrouted_list():
+    return render_template("dashboard/_unrouted_list.html", result=queries.unrouted(_int_arg("page")))
+
+
+@bp.get("/numbers")
+def numbers():
+    return render_template("dashboard/numbers.html", pool=queries.pool_load())
+
+
+@bp.get("/fragments/numbers")
+def numbers_table():
+    return render_template("dashboard/_numbers.html", pool=queries.pool_load())
+
+
+@bp.get("/fragments/nav")
+def nav_counts():
+    return render_template("_nav_counts.html")
+
+
+@bp.app_context_processor
+def _nav_counts() -> dict:
+    if not current_user.is_authenticated:
+        return {}
+
+    def counts() -> dict:
+        return {"unrouted_today": queries.count_unrouted_since(utcnow() - timedelta(hours=24))}
+
+    return {"nav_counts": counts}
