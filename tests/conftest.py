@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from flask import Flask
+from flask import Flask, g
 
 from webapp import create_app, prepare_database
 from webapp.extensions import db
@@ -188,6 +188,14 @@ def app(tmp_path, database_url, app_overrides) -> Iterator[Flask]:
     cfg = app_config(tmp_path, **{"SQLALCHEMY_DATABASE_URI": database_url, **app_overrides})
     application = create_app(cfg)
     prepare_database(application)
+
+    def _fresh_g() -> None:
+        # The test body holds an app context open, and test-client requests reuse it, so `g` would carry
+        # one request's CSRF token and signed-in user into the next. A server gives each request its own.
+        for key in ("csrf_token", "_login_user"):
+            g.pop(key, None)
+
+    application.before_request_funcs.setdefault(None, []).insert(0, _fresh_g)
     with application.app_context():
         yield application
         db.session.remove()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from flask import Flask, g
+from flask import Flask
 from sqlalchemy import select
 
 from webapp import outbox, services
@@ -21,11 +21,6 @@ CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 @pytest.fixture
 def client(app: Flask):
-    def _fresh_g() -> None:  # one `g` per request, as in a server (the app fixture keeps a context open)
-        for key in ("csrf_token", "_login_user"):
-            g.pop(key, None)
-
-    app.before_request_funcs.setdefault(None, []).insert(0, _fresh_g)
     client = app.test_client()
     create_operator("dispatcher", PASSWORD)
     token = CSRF_RE.search(client.get("/login").text).group(1)

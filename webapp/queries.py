@@ -14,6 +14,7 @@ from sqlalchemy import Select, func, or_, select
 
 from .extensions import db
 from .models import Chat, Message, ProxyNumber, Route
+from .services.outbound import RESENDABLE
 
 PER_PAGE = 20
 FAILED_STATES = ("failed", "expired", "rejected", "unknown", "unconfirmed")
@@ -125,6 +126,12 @@ class Entry:
         return self.message.side
 
     @property
+    def resendable(self) -> bool:
+        """The delivery failed (or is unconfirmed) and was not resent yet: the operator may resend it."""
+        d = self.delivery
+        return d is not None and d.status in RESENDABLE and not (d.meta or {}).get("resent_as")
+
+    @property
     def delivery(self) -> Message | None:
         """The outbound message whose delivery state this line shows."""
         return self.relay if self.message.direction == "in" else self.message
@@ -133,10 +140,11 @@ class Entry:
 def transcript(chat_id: int) -> list[Entry]:
     """The chat as a conversation: inbound texts with the state of their relay; notices set apart."""
     messages = list(db.session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)))
+    # the newest attempt wins: a resent relay replaces the failed one in its source's line
     relays = {m.source_id: m for m in messages if m.kind == "relay" and m.source_id is not None}
     entries = []
     for m in messages:
-        if m.kind == "relay" and m.source_id in relays and relays[m.source_id] is m:
+        if m.kind == "relay" and m.source_id in relays:
             continue  # shown inside the line of the message it relays
         entries.append(Entry(m, relays.get(m.id) if m.direction == "in" else None))
     return entries
@@ -150,10 +158,15 @@ def entry_for(chat_id: int, message_id: int) -> Entry | None:
     if m.kind == "relay" and m.source_id is not None:
         source = db.session.get(Message, m.source_id)
         if source is not None:
-            return Entry(source, m)
+            m = source
     relay = None
     if m.direction == "in":
-        relay = db.session.scalar(select(Message).where(Message.source_id == m.id, Message.kind == "relay"))
+        relay = db.session.scalar(
+            select(Message)
+            .where(Message.source_id == m.id, Message.kind == "relay")
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
     return Entry(m, relay)
 
 

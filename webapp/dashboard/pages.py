@@ -16,6 +16,7 @@ from .. import live, queries, services
 from ..extensions import db
 from ..models import Chat, utcnow
 from ..services.chats import validate_chat_request
+from ..services.outbound import resend_message
 
 bp = Blueprint("dashboard", __name__)
 
@@ -145,6 +146,22 @@ def end(chat_id: int):
         abort(404)
     except services.Conflict as exc:
         flash(exc.message)
+    return redirect(url_for("dashboard.chat", chat_id=chat_id))
+
+
+@bp.post("/messages/<int:message_id>/resend")
+def resend(message_id: int):
+    """Queue a failed message again; the transcript line updates through the live doorbell."""
+    try:
+        copy = resend_message(message_id, requested_by=current_user.name)
+    except services.NotFound:
+        abort(404)
+    except services.Conflict as exc:
+        flash(exc.message)
+        copy = None
+    chat_id = copy.chat_id if copy else request.form.get("chat_id", type=int)
+    if chat_id is None:
+        return redirect(url_for("dashboard.unrouted"))
     return redirect(url_for("dashboard.chat", chat_id=chat_id))
 
 
