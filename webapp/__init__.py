@@ -19,7 +19,15 @@ from werkzeug.exceptions import HTTPException
 from . import config as config_module
 from . import doorbell
 from .config import ConfigError, resolve_gateway
-from .database import MIGRATIONS, engine_options, install_sqlite_pragmas, migrate_schema, normalise_url
+from .database import (
+    MIGRATIONS,
+    DatabaseBusy,
+    engine_options,
+    install_sqlite_pragmas,
+    install_write_gate,
+    migrate_schema,
+    normalise_url,
+)
 from .extensions import csrf, db, login_manager, migrate, socketio
 
 log = logging.getLogger(__name__)
@@ -76,6 +84,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         install_sqlite_pragmas(db.engine)
     doorbell.install()
+    install_write_gate()
 
     from . import live  # noqa: F401  (registers the Socket.IO handlers before init_app)
 
@@ -112,6 +121,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     def _unexpected(exc: Exception):
         if isinstance(exc, HTTPException):
             return _http_error(exc)
+        if isinstance(exc, DatabaseBusy):
+            db.session.rollback()
+            return jsonify({"error": str(exc)}), 503
         log.exception("unexpected error on %s %s", request.method, request.path)
         db.session.rollback()
         if request.path.startswith("/webhooks/"):

@@ -11,11 +11,13 @@ One code path serves both backends, chosen by DATABASE_URL:
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session, SessionTransaction
 
 from .extensions import db
 
@@ -67,6 +69,19 @@ def install_sqlite_pragmas(engine: Engine) -> None:
         cur.close()
 
 
+class DatabaseBusy(RuntimeError):
+    """The write lock could not be had in time; the caller answers 503 (Vonage retries webhooks)."""
+
+
+# SQLite has one writer at a time. Writers of this process queue here, in Python, rather than in SQLite's busy
+# handler, which sleeps in growing steps (up to 100 ms) between tries: under 32 concurrent webhooks that sleeping,
+# not the work, set the throughput and the tail latency (BENCHMARKS.md). Other processes still meet the busy
+# timeout as before.
+_sqlite_writer = threading.Lock()
+_HELD = "sqlite_writer_held"
+WRITE_WAIT_SECONDS = 15.0
+
+
 def begin_write() -> None:
     """Start the session's transaction as a writer.
 
@@ -75,11 +90,25 @@ def begin_write() -> None:
     needs nothing: the unique constraints catch races and the caller retries.
     """
     session = db.session
-    if session.get_bind().dialect.name != "sqlite":
+    conn = session.connection()
+    if conn.dialect.name != "sqlite" or conn.connection.dbapi_connection.in_transaction:
         return
-    raw = session.connection().connection.dbapi_connection
-    if not raw.in_transaction:
-        session.execute(text("BEGIN IMMEDIATE"))
+    if not session.info.get(_HELD):
+        if not _sqlite_writer.acquire(timeout=WRITE_WAIT_SECONDS):
+            raise DatabaseBusy("the database is busy; try again")
+        session.info[_HELD] = True
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _release_writer(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None and session.info.pop(_HELD, False):
+        _sqlite_writer.release()
+
+
+def install_write_gate() -> None:
+    """Release the in-process SQLite writer lock whenever a session's transaction ends (commit, rollback, close)."""
+    if not event.contains(Session, "after_transaction_end", _release_writer):
+        event.listen(Session, "after_transaction_end", _release_writer)
 
 
 # --- schema -------------------------------------------------------------------------------------------------
