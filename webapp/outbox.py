@@ -28,7 +28,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -231,16 +231,27 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
     gw, limiter = gateway(), rate_limiter()
     done = 0
     try:
-        while ids := claim(limit):
-            jobs = _jobs(ids)
-            if pool is None:
-                for job in jobs:
+        if pool is None:
+            while ids := claim(limit):
+                for job in _jobs(ids):
                     _settle_one(job, _send(gw, limiter, job))
-            else:
-                futures = {pool.submit(_send, gw, limiter, job): job for job in jobs}
-                for future in as_completed(futures):
-                    _settle_one(futures[future], future.result())
-            done += len(jobs)
+                    done += 1
+            return done
+        # Keep the pipeline full: claim more as sends finish, rather than batch by batch (waiting for a
+        # batch's slowest send left the rate limit unused for a round trip per batch). Per-recipient order
+        # holds because a recipient with a message still `sending` is not claimed again (_blocking_earlier).
+        in_flight: dict[Future[SendResult], _Job] = {}
+        while True:
+            room = min(limit, 2 * workers - len(in_flight))
+            if room > 0 and (ids := claim(room)):
+                for job in _jobs(ids):
+                    in_flight[pool.submit(_send, gw, limiter, job)] = job
+            if not in_flight:
+                break
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: in_flight[f].message_id):
+                _settle_one(in_flight.pop(future), future.result())
+                done += 1
     finally:
         if own and pool is not None:
             pool.shutdown(wait=True)
