@@ -37,6 +37,7 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import aliased
 
 from . import live
+from .database import begin_write
 from .extensions import db
 from .gateway import SendResult, SmsGateway
 from .models import Message, SmsPart, utcnow
@@ -94,6 +95,7 @@ def claim(limit: int) -> list[int]:
     (subquery) RETURNING works on both backends (shared/stack.md §5.4); on PostgreSQL the subquery takes FOR
     UPDATE SKIP LOCKED so several workers never claim one row.
     """
+    begin_write()  # on SQLite: queue with this process's other writers, not in SQLite's sleeping busy handler
     now = utcnow()
     due = (
         select(Message.id)
@@ -177,6 +179,7 @@ class _Job:
     sender: str
     text: str
     client_ref: str
+    chat_id: int | None = None
 
 
 def _send(gw: SmsGateway, limiter: RateLimiter, job: _Job) -> SendResult:
@@ -188,7 +191,54 @@ def _send(gw: SmsGateway, limiter: RateLimiter, job: _Job) -> SendResult:
         return SendResult(False, ambiguous=True, error=f"gateway error: {type(exc).__name__}")
 
 
+def _settle_accepted(job: _Job, result: SendResult) -> Settled | None:
+    """The common case in three statements: a first send that Vonage accepted, no receipt raced ahead of it.
+
+    None (nothing written) when anything is unusual; `settle()` then handles it through the ORM.
+    """
+    from .models import Receipt
+    from .services.receipts import client_ref
+
+    m, parts, receipts = Message.__table__, SmsPart.__table__, Receipt.__table__
+    if not result.ok or not result.message_ids:
+        return None
+    begin_write()
+    conn = db.session.connection()
+    early = conn.execute(
+        select(receipts.c.id)
+        .where(
+            or_(receipts.c.client_ref == client_ref(job.message_id), receipts.c.vonage_id.in_(result.message_ids)),
+            receipts.c.part_id.is_(None),
+        )
+        .limit(1)
+    ).first()
+    if early is not None:
+        db.session.rollback()
+        return None
+    now = utcnow()
+    updated = conn.execute(
+        update(m)
+        .where(m.c.id == job.message_id, m.c.status == "sending", m.c.attempts == 0, m.c.meta.is_(None))
+        .values(status="submitted", attempts=1, claimed_at=None, error=None, next_attempt_at=None,
+                meta={"parts_expected": len(result.message_ids)}, updated_at=now)
+    ).rowcount
+    if updated != 1:
+        db.session.rollback()
+        return None
+    conn.execute(
+        parts.insert(),
+        [{"message_id": job.message_id, "vonage_id": v, "status": "submitted", "updated_at": now}
+         for v in result.message_ids],
+    )
+    db.session.commit()
+    log.info("message %d sent to %s", job.message_id, mask_for_log(job.to))
+    live.message_status(job.chat_id, job.message_id, "submitted")
+    return Settled(job.message_id, job.chat_id, "submitted")
+
+
 def _settle_one(job: _Job, result: SendResult) -> Settled:
+    if (fast := _settle_accepted(job, result)) is not None:
+        return fast
     msg = db.session.get(Message, job.message_id)
     assert msg is not None
     status = settle(msg, result)
@@ -205,10 +255,11 @@ def _jobs(ids: list[int]) -> list[_Job]:
     from .services.receipts import client_ref
 
     rows = db.session.execute(
-        select(Message.id, Message.to_number, Message.from_number, Message.text).where(Message.id.in_(ids))
+        select(Message.id, Message.to_number, Message.from_number, Message.text, Message.chat_id)
+        .where(Message.id.in_(ids))
     ).all()
     db.session.commit()  # no transaction (or lock) is held during the HTTP calls
-    jobs = [_Job(r[0], r[1], r[2], r[3] or "", client_ref(r[0])) for r in rows]
+    jobs = [_Job(r[0], r[1], r[2], r[3] or "", client_ref(r[0]), r[4]) for r in rows]
     return sorted(jobs, key=lambda j: j.message_id)
 
 
