@@ -10,12 +10,11 @@ from datetime import timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import update
 
-from .. import live, queries, services
+from .. import queries, services
 from ..extensions import db
 from ..models import Chat, utcnow
-from ..services.chats import validate_chat_request
+from ..services.chats import mark_read, validate_chat_request
 from ..services.outbound import resend_message
 
 bp = Blueprint("dashboard", __name__)
@@ -129,12 +128,7 @@ def chat_entry(chat_id: int, message_id: int):
 @bp.post("/chats/<int:chat_id>/read")
 def chat_read(chat_id: int):
     """The chat is open on a dispatcher's screen: clear its unread marker."""
-    changed = db.session.execute(
-        update(Chat).where(Chat.id == chat_id, Chat.unread > 0).values(unread=0)
-    ).rowcount
-    db.session.commit()
-    if changed:
-        live.chat_read(chat_id)
+    mark_read(chat_id)
     return "", 204
 
 

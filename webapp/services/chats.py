@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import live, outbox
@@ -221,6 +221,17 @@ def close_chat(chat: Chat, reason: str, notices: dict[str, str] | None = None) -
         notices = {"a": end_text, "b": end_text} if cfg["SEND_END_NOTICE"] else {}
     for side, text in notices.items():
         queue_to_party(chat, side, "notice", text)
+
+
+def mark_read(chat_id: int) -> bool:
+    """A dispatcher has the chat open: clear its unread marker (and tell the other dashboards)."""
+    changed = db.session.execute(
+        update(Chat).where(Chat.id == chat_id, Chat.unread > 0).values(unread=0)
+    ).rowcount
+    db.session.commit()
+    if changed:
+        live.chat_read(chat_id)
+    return bool(changed)
 
 
 def messages_of(chat_id: int) -> list[Message]:
