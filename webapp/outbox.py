@@ -263,12 +263,6 @@ def _jobs(ids: list[int]) -> list[_Job]:
     return sorted(jobs, key=lambda j: j.message_id)
 
 
-def send_one(message_id: int) -> Settled:
-    """Send one claimed message now (in this thread) and settle it."""
-    [job] = _jobs([message_id])
-    return _settle_one(job, _send(gateway(), rate_limiter(), job))
-
-
 def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
     """Send every message due now, at most `limit` per claim. Returns how many sends were tried.
 
@@ -328,9 +322,6 @@ def recover_interrupted() -> int:
         log.warning("message %d was interrupted mid-send; reconciling", msg.id)
         live.message_status(msg.chat_id, msg.id, msg.status)
     return len(stale)
-
-
-recover_stale = recover_interrupted  # the core's name
 
 
 def reconcile_due() -> int:
