@@ -10,7 +10,7 @@ def configure_logging(level: str = "INFO") -> None:
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # The SDK logs numbers, text and the Authorization header at DEBUG (shared/vonage.md §2.4).
+    # The SDK logs numbers, text and the Authorization header at DEBUG (docs/vonage.md §1.2).
     logging.getLogger("vonage").setLevel(logging.WARNING)
     logging.getLogger("vonage_http_client").setLevel(logging.WARNING)
     # Werkzeug's access log prints query strings: GET webhooks carry numbers and text there.

@@ -1,6 +1,6 @@
 """Vonage webhooks: inbound SMS and delivery receipts. CSRF-exempt; authenticated by signature.
 
-Each arrives as a GET query, a POST form or a POST JSON body (shared/vonage.md §3.1). Whatever the input, the
+Each arrives as a GET query, a POST form or a POST JSON body (docs/vonage.md §2). Whatever the input, the
 answer is 204 (stored), a 4xx JSON error naming the problem, or 503 when storage failed (Vonage retries);
 never a 500 or a stack trace.
 """

@@ -13,7 +13,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import live
+from .. import events
 from ..extensions import db
 from ..models import Operator, utcnow
 
@@ -159,5 +159,6 @@ def logout():
     operator_id = current_user.get_id()
     logout_user()
     session.clear()
-    live.sign_out(operator_id)  # open sockets keep the session from connect time: close them
+    # open sockets keep the session from connect time: live.py closes them
+    events.announce(events.operator_signed_out, operator_id=operator_id)
     return redirect(url_for("auth.login"))

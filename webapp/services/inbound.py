@@ -15,13 +15,15 @@ from sqlalchemy import select
 from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 
-from .. import live, outbox
+from .. import events
 from ..database import begin_write
 from ..extensions import db
-from ..models import Chat, HeldPart, Message, Route, utcnow
+from ..models import Chat, HeldPart, Message, Route, clip, utcnow
+from ..outbox import queue_message
 from ..proxy import InvalidNumber, Parties, is_opt_out, mask_for_log, other_party, parse_number, render
-from . import InvalidInput
+from ..states import Kind
 from .chats import close_chat, queue_to_party
+from .errors import InvalidInput
 from .pool import is_proxy_number
 from .relay import try_relay
 
@@ -147,10 +149,9 @@ def _announce(result: Inbound, sender: str, proxy: str) -> None:
     )
     if result.message_id is None:
         return
-    live.message_added(result.chat_id, result.message_id)
+    events.announce(events.message_added, chat_id=result.chat_id, message_id=result.message_id)
     if result.chat_id is not None and result.outcome == "opt_out":
-        live.chat_ended(result.chat_id)
-    outbox.wake()
+        events.announce(events.chat_ended, chat_id=result.chat_id)
 
 
 def _lock_set(sender: str, proxy: str, ref: str) -> None:
@@ -236,7 +237,7 @@ def flush_expired_parts(now: datetime | None = None) -> list[int]:
         msg = db.session.get(Message, result.message_id)
         if msg is not None:
             gone = ", ".join(map(str, missing))
-            msg.error = f"incomplete multipart SMS: part(s) {gone} of {total} never arrived"
+            msg.error = clip(Message.error, f"incomplete multipart SMS: part(s) {gone} of {total} never arrived")
         for p in held:
             p.message_id = result.message_id
         db.session.commit()
@@ -291,7 +292,7 @@ def _store(
     db.session.flush()
     if not text.strip():
         return Inbound("empty", msg.id, chat.id)
-    queue_to_party(chat, other, "relay", text, source_id=msg.id)
+    queue_to_party(chat, other, Kind.RELAY, text, source_id=msg.id)
     return Inbound("relayed", msg.id, chat.id)
 
 
@@ -301,19 +302,11 @@ def _maybe_auto_reply(sender: str, proxy: str) -> None:
     since = utcnow() - timedelta(seconds=cfg["AUTO_REPLY_INTERVAL"])
     recent = db.session.scalar(
         select(Message.id)
-        .where(Message.kind == "auto_reply", Message.to_number == sender, Message.created_at >= since)
+        .where(Message.kind == Kind.AUTO_REPLY, Message.to_number == sender, Message.created_at >= since)
         .limit(1)
     )
     if recent is not None:
         return
-    db.session.add(
-        Message(
-            direction="out",
-            kind="auto_reply",
-            from_number=proxy,
-            to_number=sender,
-            text=render(cfg["AUTO_REPLY_TEMPLATE"], {"proxy": proxy}),
-            status="queued",
-            next_attempt_at=utcnow(),
-        )
+    queue_message(
+        to=sender, sender=proxy, text=render(cfg["AUTO_REPLY_TEMPLATE"], {"proxy": proxy}), kind=Kind.AUTO_REPLY
     )

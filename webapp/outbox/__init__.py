@@ -1,0 +1,32 @@
+"""The outbox: every outbound SMS is a queued row, sent by a worker, in order per recipient.
+
+- queue.py    the only writer of outbound rows and lanes (`queue_message`, `queue_row`, `requeue`);
+- claim.py    takes due lanes (not rows), so a claim costs the same whatever the backlog;
+- sender.py   sends one claimed message through the gateway and settles the answer, isolated per message;
+- worker.py   `drain_once()` and the background `Worker`;
+- recovery.py the housekeeping jobs: interrupted sends, reconciliation of unconfirmed ones;
+- delivery.py parts, receipts and client-refs, shared with the delivery-receipt service.
+Guarantees and the states a message goes through: docs/delivery.md.
+"""
+
+from .claim import Job, claim
+from .queue import queue_message, queue_row, requeue
+from .recovery import reconcile_due, recover_interrupted
+from .sender import backoff, gateway, rate_limiter, settle
+from .worker import Worker, drain_once
+
+__all__ = [
+    "Job",
+    "Worker",
+    "backoff",
+    "claim",
+    "drain_once",
+    "gateway",
+    "queue_message",
+    "queue_row",
+    "rate_limiter",
+    "reconcile_due",
+    "recover_interrupted",
+    "requeue",
+    "settle",
+]
