@@ -186,8 +186,8 @@ class TestAmbiguousSends:
     def test_interrupted_send_is_reconciled_not_blindly_resent(self, app, fake, chat, client):
         """A worker killed between claim and settle leaves `sending`: after the lease it is unconfirmed."""
         msg = queue(chat, "killed mid-send")
-        [job] = outbox.claim(10)
-        assert job.message_id == msg.id
+        [batch] = outbox.claim(10)
+        assert [job.message_id for job in batch.jobs] == [msg.id]
         # the process "died" here after Vonage accepted it; Vonage's receipt names our client-ref
         outbox.gateway().send(to=B, sender=PROXIES[0], text="killed mid-send", client_ref=f"m{msg.id}")
         [accepted] = fake.accepted

@@ -284,7 +284,7 @@ class FakeVonage:
 
     def _accept(self, params: dict, ids: list[str], partial: bool) -> None:
         rec = {k: params.get(k) for k in ("to", "from", "text", "type", "client-ref")}
-        rec.update({"message-ids": ids, "partial": partial})
+        rec.update({"message-ids": ids, "partial": partial, "time": time.time()})
         with self._cond:
             self.accepted.append(rec)
             self._cond.notify_all()
