@@ -47,7 +47,9 @@ def test_retryable_faults_are_retried_until_sent(app, fake, chat, fault):
     msg = queue(chat, "retry me")
     outbox.drain_once()
     msg = reload(msg)
-    assert msg.status == "queued" and msg.attempts == 1 and msg.error
+    # tried at once, then twice more after a few tens of milliseconds; then back to the queue with backoff
+    assert msg.status == "queued" and msg.attempts == 1 + outbox.sender.QUICK_RETRIES and msg.error
+    assert len(fake.requests) == 1 + outbox.sender.QUICK_RETRIES
     assert fake.accepted == []
     fake.faults = Faults()
     drain_all()

@@ -37,6 +37,7 @@ class Job:
     text: str
     chat_id: int | None
     claimed_at: datetime
+    attempts: int = 0  # sends tried before this claim
 
     @property
     def client_ref(self) -> str:
@@ -83,7 +84,7 @@ def claim(limit: int) -> list[Batch]:
     for recipient in recipients:
         heads = conn.execute(
             select(_messages.c.id, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
-                   _messages.c.next_attempt_at)
+                   _messages.c.next_attempt_at, _messages.c.attempts)
             .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
             .order_by(_messages.c.id)
             .limit(per_lane)
@@ -106,7 +107,8 @@ def claim(limit: int) -> list[Batch]:
         for head in due_heads:
             if head.id not in taken:
                 break  # settled by a receipt meanwhile: keep the order, send what came before only
-            jobs.append(Job(head.id, recipient, head.from_number, head.text or "", head.chat_id, now))
+            jobs.append(Job(head.id, recipient, head.from_number, head.text or "", head.chat_id, now,
+                            head.attempts or 0))
         if jobs:
             if len(jobs) < len(taken):  # give back what was taken behind a gap
                 conn.execute(

@@ -81,7 +81,7 @@ Outcome = tuple[Job, SendResult | None]
 QUICK_RETRIES = 2  # a throttle or a 5xx is usually gone in a few tens of milliseconds
 
 
-def _send_with_quick_retries(gw: SmsGateway, limiter: RateLimiter, job: Job, base: float,
+def _send_with_quick_retries(gw: SmsGateway, limiter: RateLimiter, job: Job, base: float, max_attempts: int,
                              room: Callable[[], bool]) -> SendResult:
     """Send; on a retryable failure try again at once, twice, after a short jittered pause.
 
@@ -90,7 +90,7 @@ def _send_with_quick_retries(gw: SmsGateway, limiter: RateLimiter, job: Job, bas
     """
     result = send(gw, limiter, job)
     tries = 1
-    while result.retryable and tries <= QUICK_RETRIES and room():
+    while result.retryable and tries <= QUICK_RETRIES and job.attempts + tries < max_attempts and room():
         time.sleep(backoff(tries, base / 4, base))
         result = send(gw, limiter, job)
         tries += 1
@@ -99,7 +99,7 @@ def _send_with_quick_retries(gw: SmsGateway, limiter: RateLimiter, job: Job, bas
 
 
 def send_batch(gw: SmsGateway, limiter: RateLimiter, batch: Batch, timeout: float,
-               retry_base: float = 0.2) -> list[Outcome]:
+               retry_base: float = 0.2, max_attempts: int = 12) -> list[Outcome]:
     """Send a lane's messages one after another, oldest first. Never raises.
 
     A retryable failure (after its quick retries) stops the batch: what follows stays queued behind it, so
@@ -118,7 +118,7 @@ def send_batch(gw: SmsGateway, limiter: RateLimiter, batch: Batch, timeout: floa
         if stopped:
             outcomes.append((job, None))
             continue
-        result = _send_with_quick_retries(gw, limiter, job, retry_base, room)
+        result = _send_with_quick_retries(gw, limiter, job, retry_base, max_attempts, room)
         outcomes.append((job, result))
         stopped = result.retryable
     return outcomes

@@ -30,8 +30,8 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
     person never overlap. If claiming fails, what is in flight is still settled before the error is raised.
     """
     workers = max(int(current_app.config["OUTBOX_CONCURRENCY"]), 1)
-    timeout = float(current_app.config["VONAGE_TIMEOUT"])
-    base = float(current_app.config["OUTBOX_RETRY_BASE_SECONDS"])
+    policy = (float(current_app.config["VONAGE_TIMEOUT"]), float(current_app.config["OUTBOX_RETRY_BASE_SECONDS"]),
+              int(current_app.config["OUTBOX_MAX_ATTEMPTS"]))
     own = executor is None and workers > 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="outbox-send") if own else executor
     gw, limiter = gateway(), rate_limiter()
@@ -40,7 +40,7 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
         if pool is None:
             while batches := claim(limit):
                 for batch in batches:
-                    outcomes = send_batch(gw, limiter, batch, timeout, base)
+                    outcomes = send_batch(gw, limiter, batch, *policy)
                     settle_batch(batch, outcomes)
                     done += sum(1 for _, result in outcomes if result is not None)
             return done
@@ -51,7 +51,7 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
             if failure is None and room > 0:
                 try:
                     for batch in claim(room):
-                        in_flight[pool.submit(send_batch, gw, limiter, batch, timeout, base)] = batch
+                        in_flight[pool.submit(send_batch, gw, limiter, batch, *policy)] = batch
                 except Exception as exc:  # settle what is in flight, then let the loop back off
                     db.session.rollback()
                     failure = exc
