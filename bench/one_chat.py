@@ -74,9 +74,7 @@ def run(n: int = 300, faults: dict[str, float] | None = None, upstream_ms: float
                 VONAGE_TIMEOUT=5,
                 VONAGE_MAX_SENDS_PER_SECOND=rate,
                 REQUESTS_CA_BUNDLE=str(fake.ca_path),
-                AUTO_REPLY="false",
-                LOG_LEVEL="WARNING",
-                **(env or {}),
+                **{"AUTO_REPLY": "false", "LOG_LEVEL": "WARNING", **(env or {})},
             ), base)
             fake.dlr_url = server.url + "/webhooks/delivery-receipt"
             fake.dlr_retries, fake.dlr_retry_interval = 40, 0.25
