@@ -17,7 +17,7 @@ def _safe_url(url: str) -> str:
 def main() -> int:
     load_dotenv(".env")
     from . import create_app, prepare_database
-    from .config import ConfigError
+    from .config import ConfigError, startup_warnings
     from .extensions import socketio
     from .logs import configure_logging
     from .outbox import Worker
@@ -31,10 +31,8 @@ def main() -> int:
         return 2
     log = logging.getLogger("webapp")
     cfg = app.config
-    if not cfg["API_TOKEN"]:
-        log.warning("API_TOKEN is empty: the JSON API is disabled (every /api call answers 503)")
-    if not cfg["VONAGE_SIGNATURE_SECRET"]:
-        log.warning("VONAGE_SIGNATURE_SECRET is empty: webhooks are accepted unsigned")
+    for warning in startup_warnings(cfg):
+        log.warning("%s", warning)
     worker = None
     if cfg["OUTBOX_WORKER"]:
         worker = Worker(app)

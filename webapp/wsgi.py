@@ -22,7 +22,7 @@ from dotenv import load_dotenv
 from sqlalchemy.engine import make_url
 
 from . import create_app, prepare_database
-from .config import ConfigError
+from .config import ConfigError, startup_warnings
 from .logs import configure_logging
 from .workers import Background
 
@@ -34,6 +34,9 @@ try:
 except ConfigError as exc:  # gunicorn shows this and stops, instead of serving a broken app
     print(f"configuration error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
+
+for _warning in startup_warnings(app.config):
+    logging.getLogger(__name__).warning("%s", _warning)
 
 background: Background | None = None
 if app.config["OUTBOX_WORKER"]:

@@ -82,8 +82,12 @@ def inbound_params(sender: str, proxy: str, text: str) -> dict[str, str]:
 
 
 def deliver_to_webhook(params: dict[str, str]) -> tuple[int, str]:
-    """POST to our own inbound webhook, in-process, as Vonage would; (status, error text)."""
-    resp = current_app.test_client().post(url_for("webhooks.inbound_sms"), data=params)
+    """POST to our own inbound webhook, in-process, as Vonage would; (status, error text).
+
+    With WEBHOOK_TOKEN set, the URL carries it, as the URL configured at Vonage would."""
+    token = current_app.config.get("WEBHOOK_TOKEN")
+    url = url_for("webhooks.inbound_sms", token=token) if token else url_for("webhooks.inbound_sms")
+    resp = current_app.test_client().post(url, data=params)
     if resp.status_code in (200, 204):
         return resp.status_code, ""
     body = resp.get_json(silent=True) or {}
