@@ -31,9 +31,10 @@ try:
     app = create_app()
     configure_logging(app.config["LOG_LEVEL"])
     prepare_database(app)
-except ConfigError as exc:  # gunicorn shows this and stops, instead of serving a broken app
+except ConfigError as exc:
     print(f"configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    # 4 is gunicorn's "App failed to load": the arbiter stops instead of booting the worker again forever
+    raise SystemExit(4) from None
 
 for _warning in startup_warnings(app.config):
     logging.getLogger(__name__).warning("%s", _warning)
