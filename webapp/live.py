@@ -132,7 +132,7 @@ def _close_where(predicate) -> int:
     closed = 0
     for eio_sid, environ in _open_connections(server):
         if predicate(environ):
-            _close(server, eio_sid)
+            _close(server, eio_sid, environ)
             closed += 1
     return closed
 
@@ -146,8 +146,11 @@ def _open_connections(server: Any) -> list[tuple[str, dict]]:
     return []
 
 
-def _close(server: Any, eio_sid: str) -> None:
-    """Tell the page, end the Socket.IO session, and close the Engine.IO connection under it."""
+def _close(server: Any, eio_sid: str, environ: dict) -> None:
+    """Tell the page, end the Socket.IO session, and close the Engine.IO connection under it. The connection
+    stops counting as its operator's at once (it may take a moment to go)."""
+    environ.pop(admission.OPERATOR, None)
+    environ.pop(admission.SESSION, None)
     try:
         sid = server.manager.sid_from_eio_sid(eio_sid, "/")
         if sid is not None:
@@ -179,7 +182,7 @@ def recheck_sockets(app: Any) -> int:
     closed = 0
     for eio_sid, environ in open_now:
         if environ.get(admission.SESSION) not in alive:
-            _close(server, eio_sid)
+            _close(server, eio_sid, environ)
             closed += 1
     if closed:
         log.info("closed %d live connection(s) of ended sessions", closed)

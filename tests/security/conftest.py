@@ -107,11 +107,14 @@ def sign_in(base: str, name: str = OPERATOR, password: str = PASSWORD) -> str:
 
 
 def get(base: str, path: str, cookie: str, **kwargs) -> requests.Response:
-    return requests.get(base + path, headers={"Cookie": f"session={cookie}"}, allow_redirects=False, timeout=10, **kwargs)
+    headers = {"Cookie": f"session={cookie}"}
+    return requests.get(base + path, headers=headers, allow_redirects=False, timeout=10, **kwargs)
 
 
-def csrf_token(base: str, cookie: str) -> str:
-    return CSRF_RE.search(get(base, "/", cookie).text).group(1)
+def csrf_token(base: str, cookie: str) -> tuple[str, str]:
+    """A page's CSRF token, and the session cookie that goes with it (the page may have stored the token)."""
+    page = get(base, "/", cookie)
+    return CSRF_RE.search(page.text).group(1), page.cookies.get("session", cookie)
 
 
 def webhook(base: str, text: str = "hello", message_id: str | None = None, **params: str) -> requests.Response:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import PROXIES, app_config
 from tests.fakes.vonage import reference_signature
-from webapp import create_app, outbox, prepare_database
+from webapp import create_app, outbox
 from webapp.config import ConfigError
 from webapp.extensions import db
 from webapp.models import HeldPart, Message, Receipt
@@ -157,7 +157,8 @@ def test_vonage_without_signature_or_token_refuses_to_start_naming_both(tmp_path
     # credentials alone choose the vonage gateway: the same refusal
     with pytest.raises(ConfigError, match="WEBHOOK_TOKEN"):
         create_app(app_config(tmp_path, **{**VONAGE, "SMS_GATEWAY": ""}))
-    for ok in ({"WEBHOOK_TOKEN": WEBHOOK_TOKEN}, {"VONAGE_SIGNATURE_SECRET": SECRET}, {"WEBHOOKS_ALLOW_UNSIGNED": True}):
+    allowed = ({"WEBHOOK_TOKEN": WEBHOOK_TOKEN}, {"VONAGE_SIGNATURE_SECRET": SECRET}, {"WEBHOOKS_ALLOW_UNSIGNED": True})
+    for ok in allowed:
         app = create_app(app_config(tmp_path, **VONAGE, **ok))
         assert app.config["SMS_GATEWAY"] == "vonage"
 
