@@ -12,10 +12,10 @@ import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import BadRequest
 
 from . import services
 from .extensions import csrf
+from .hardening import MAX_ID, JSONInputError, read_json
 from .models import Chat, Message
 from .services.chats import messages_of, validate_chat_request
 from .throttle import FailureThrottle, Key
@@ -70,7 +70,6 @@ def _error(status: int, message: str, field: str | None = None) -> tuple[Respons
 
 
 API_FREE_FAILURES = 10  # wrong tokens per client address before it has to wait
-MAX_ID = 2**63 - 1
 _ID = re.compile(r"[0-9]{1,19}")
 
 
@@ -113,13 +112,16 @@ def _service_error(exc: services.ServiceError):
 def _body() -> dict[str, Any]:
     if request.is_json:
         try:
-            body = request.get_json()  # deep nesting and NUL are refused by the app's JSON provider
-        except BadRequest as exc:
-            raise services.InvalidInput(str(exc.description or "the body is not valid JSON")) from None
+            body = read_json()  # refuses deep nesting and NUL (hardening.py)
+        except JSONInputError as exc:
+            raise services.InvalidInput(str(exc)) from None
         if not isinstance(body, dict):
             raise services.InvalidInput("the body must be a JSON object")
         return body
-    return request.form.to_dict()
+    body = request.form.to_dict()
+    if any("\x00" in k or "\x00" in v for k, v in body.items()):
+        raise services.InvalidInput("the request contains a NUL character")
+    return body
 
 
 def _create(body: dict[str, Any], a_key: str, b_key: str):

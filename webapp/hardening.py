@@ -2,8 +2,8 @@
 
 - JSON bodies nested deeper than MAX_JSON_DEPTH, or holding a NUL character, are refused before Python's
   parser could recurse (a few thousand levels raised RecursionError: a 500/503).
-- `<int:...>` URL parts are bounded to a 64-bit id: larger ones do not match (404), instead of overflowing
-  the database driver.
+- `<int:...>` URL parts are bounded to what an id column holds: larger ones do not match (404), instead of
+  overflowing the database driver.
 - NUL characters in query strings and forms are refused (PostgreSQL cannot store them: every retry failed).
 - A value the database refuses as data (out of range, NUL) is a 400, and the transaction is rolled back.
 - A CSRF failure explains itself, including the usual cause on a plain-HTTP LAN (SESSION_COOKIE_SECURE).
@@ -17,7 +17,7 @@ import logging
 import re
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, current_app, jsonify, render_template, request
 from flask.json.provider import DefaultJSONProvider
 from flask_wtf.csrf import CSRFError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -26,7 +26,7 @@ from werkzeug.routing import IntegerConverter
 log = logging.getLogger(__name__)
 
 MAX_JSON_DEPTH = 32
-MAX_ID = 2**63 - 1  # BIGINT / SQLite INTEGER
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: int4 on PostgreSQL (SQLite would take 64 bits)
 JSON_PREFIXES = ("/api/", "/chat", "/webhooks/")
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
@@ -74,6 +74,19 @@ class BoundedJSONProvider(DefaultJSONProvider):
         if _has_nul(value):
             raise JSONInputError("JSON text contains a NUL character")
         return value
+
+
+def read_json() -> Any:
+    """The request body parsed as JSON by the app's provider; JSONInputError (a ValueError) says what is wrong.
+
+    (Flask's own `get_json` hides the reason outside debug mode: "could not understand".)"""
+    data = request.get_data(cache=True)
+    try:
+        return current_app.json.loads(data)
+    except JSONInputError:
+        raise
+    except (ValueError, UnicodeDecodeError):
+        raise JSONInputError("the body is not valid JSON") from None
 
 
 class BoundedIntConverter(IntegerConverter):
@@ -127,8 +140,6 @@ def _csrf_error(exc: CSRFError):
 
 
 def _cookie_secure() -> bool:
-    from flask import current_app
-
     return bool(current_app.config.get("SESSION_COOKIE_SECURE"))
 
 

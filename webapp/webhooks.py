@@ -19,11 +19,11 @@ import logging
 from urllib.parse import unquote_to_bytes
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import BadRequest
 
 from . import services
 from .config import ConfigError
 from .extensions import csrf
+from .hardening import JSONInputError, read_json
 from .signatures import METHODS, SignatureError, verify
 
 log = logging.getLogger(__name__)
@@ -68,9 +68,9 @@ def webhook_params() -> dict[str, str]:
         params = _flat(request.args.to_dict(flat=False))
     elif request.is_json:
         try:
-            body = request.get_json()  # the app's JSON provider refuses deep nesting and NUL (bounded_json)
-        except BadRequest as exc:
-            raise BadPayload(str(exc.description or "the body is not valid JSON")) from None
+            body = read_json()  # refuses deep nesting and NUL (hardening.py)
+        except JSONInputError as exc:
+            raise BadPayload(str(exc)) from None
         if not isinstance(body, dict):
             raise BadPayload("body must be a JSON object")
         params = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
