@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask, g
 from sqlalchemy import select
+from werkzeug.routing.converters import NumberConverter
 
 from tests.conftest import app_config
 from webapp import create_app, prepare_database
@@ -61,8 +62,8 @@ def operator(app: Flask) -> Operator:
 def _example_url(rule) -> str:
     values = {}
     for arg in rule.arguments:
-        conv = rule._converters[arg].__class__.__name__
-        values[arg] = 1 if conv in ("IntegerConverter", "NumberConverter") else "447700900111"
+        numeric = isinstance(rule._converters[arg], NumberConverter)
+        values[arg] = 1 if numeric else "447700900111"
     return rule.build(values, append_unknown=False)[1]
 
 

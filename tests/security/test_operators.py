@@ -190,3 +190,14 @@ def test_sessions_expire_server_side_too(app, client, operator):
     row.expires_at = row.expires_at - timedelta(hours=app.config["SESSION_HOURS"] + 1)
     db.session.commit()
     assert client.get("/").status_code == 302  # even though the cookie itself is still within its lifetime
+
+
+def test_signing_in_again_ends_the_browsers_earlier_session(app, client, operator):
+    sign_in(client)
+    first = client.get_cookie("session").value
+    sign_in(client)  # the same browser signs in again (another tab, an old form)
+    assert sessions() == 1
+    old = app.test_client()
+    old.set_cookie("session", first)
+    assert old.get("/").status_code == 302
+    assert client.get("/").status_code == 200

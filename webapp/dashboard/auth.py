@@ -98,6 +98,9 @@ def login():
     if not operator.is_active:
         log.info("sign-in of disabled operator %d refused", operator.id)
         return _page("This account is disabled. Ask an administrator to enable it.", name)
+    previous = session.get(SESSION_KEY)
+    if previous:
+        end_session(previous)  # signing in again in this browser ends its earlier session (and any copy)
     session.clear()
     login_user(operator)
     session[SESSION_KEY] = start_session(operator)
