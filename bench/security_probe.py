@@ -63,9 +63,9 @@ def flask(env: dict[str, str], cwd: Path, *args: str, stdin: str = "") -> subpro
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def api(server: Server, method: str, path: str, **kw: Any) -> requests.Response:
-    return requests.request(method, server.url + path, headers={"Authorization": f"Bearer {API_TOKEN}"},
-                            timeout=30, **kw)
+def api(server: Server, method: str, path: str, headers: dict | None = None, **kw: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {API_TOKEN}", **(headers or {})}
+    return requests.request(method, server.url + path, headers=headers, timeout=30, **kw)
 
 
 def sql(tmp: Path, query: str) -> Any:
@@ -389,8 +389,7 @@ def probe_input() -> None:
             deep = '{"msisdn": "447700900999", "to": "447700900001", "x": ' + "[" * 5000 + "]" * 5000 + "}"
             resp = requests.post(server.url + "/webhooks/inbound-sms", data=deep, timeout=10,
                                  headers={"Content-Type": "application/json"})
-            api_deep = api(server, "POST", "/api/chats", data=deep, headers={
-                "Content-Type": "application/json", "Authorization": f"Bearer {API_TOKEN}"})
+            api_deep = api(server, "POST", "/api/chats", data=deep, headers={"Content-Type": "application/json"})
             record("JSON nested 5,000 deep", "webhook and POST /api/chats",
                    f"{resp.status_code} {resp.json()}; API {api_deep.status_code}")
             big = api(server, "GET", "/api/chats/99999999999999999999999")
