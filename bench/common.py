@@ -58,7 +58,7 @@ def machine() -> str:
 
 
 def sign(params: dict[str, str], secret: str = SIG_SECRET, method: str = SIG_METHOD) -> str:
-    """Vonage's webhook signature (shared/vonage.md §3.2)."""
+    """Vonage's webhook signature (docs/vonage.md §3)."""
     s = "".join(f"&{k}={str(v).replace('&', '_').replace('=', '_')}" for k, v in sorted(params.items()) if k != "sig")
     return hmac.new(secret.encode(), s.encode(), getattr(hashlib, method)).hexdigest()
 

@@ -74,10 +74,12 @@ def run(n: int = 2000, seed: int = 1, workdir: Path | None = None, dlr: bool = T
 
 def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurrency: int, chats: int,
          duplicate_webhooks: float) -> dict[str, Any]:
+    from sqlalchemy import and_, or_
     from werkzeug.serving import make_server
 
     from webapp import create_app, outbox, prepare_database
     from webapp.extensions import db
+    from webapp.jobs import run_once
     from webapp.models import Message
     from webapp.services.chats import start_chat, validate_chat_request
 
@@ -130,9 +132,12 @@ def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurren
             t_posted = time.monotonic()
             sends = 0
             for _ in range(10_000):
+                run_once(app)  # housekeeping: reconcile unconfirmed sends, recover interrupted ones
                 sends += outbox.drain_once()
                 pending = db.session.query(Message).filter(
-                    Message.direction == "out", Message.status.in_(("queued", "sending", "unconfirmed"))
+                    Message.direction == "out",
+                    or_(Message.status.in_(("queued", "sending")),
+                        and_(Message.status == "unconfirmed", Message.next_attempt_at.is_not(None))),
                 ).count()
                 db.session.rollback()
                 if not pending:

@@ -65,7 +65,10 @@ def test_python_m_webapp_serves_the_whole_flow(tmp_path):
     )
     try:
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert requests.get(base + "/healthz").json() == {"status": "ok", "gateway": "simulated"}
+        health = requests.get(base + "/healthz").json()
+        assert health["status"] == "ok" and health["gateway"] == "simulated"
+        assert {"recover-interrupted-sends", "reconcile-unconfirmed-sends"} <= set(health["jobs"])
+        assert not any(job["failing"] for job in health["jobs"].values())
         chat = requests.post(base + "/api/chats", json={"a": A, "b": B}, headers=auth).json()
         resp = requests.post(
             base + "/webhooks/inbound-sms",

@@ -1,7 +1,7 @@
 """SMS proxy: two people text each other through a masked number, run by a dispatcher.
 
 `create_app(overrides)` builds the app: config, extensions, blueprints, CLI. It starts no threads;
-`python -m webapp` (see __main__.py) starts the outbox worker and serves.
+boot.py starts the background work for `python -m webapp`, gunicorn and `flask outbox work`.
 """
 
 from __future__ import annotations
@@ -19,23 +19,23 @@ from werkzeug.exceptions import HTTPException
 from . import config as config_module
 from . import doorbell, hardening
 from .admission import SocketAdmission, engineio_origin_check
-from .config import ConfigError, check_security, resolve_gateway
+from .config import check_security, resolve_gateway
 from .database import (
     MIGRATIONS,
     DatabaseBusy,
     engine_options,
     install_sqlite_pragmas,
     install_write_gate,
-    migrate_schema,
     normalise_url,
 )
 from .extensions import csrf, db, login_manager, migrate, socketio
+from .hardening import JSON_PATHS, JSON_PREFIXES, wants_json
 from .instance import prepare_instance, protect_sqlite, secret_key
+from .startup import prepare_database
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-JSON_PREFIXES = hardening.JSON_PREFIXES
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -87,7 +87,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     doorbell.install()
     install_write_gate()
 
-    from . import live  # noqa: F401  (registers the Socket.IO handlers before init_app)
+    from . import live  # registers the Socket.IO handlers before init_app
+
+    live.subscribe()
 
     socketio.init_app(
         app,
@@ -113,11 +115,18 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
-        return jsonify({"status": "ok", "gateway": app.config["SMS_GATEWAY"]})
+        jobs = app.extensions.get("jobs") or []
+        return jsonify(
+            {
+                "status": "ok",
+                "gateway": app.config["SMS_GATEWAY"],
+                "jobs": {job.name: job.status() for job in jobs},
+            }
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        if request.path.startswith(JSON_PREFIXES):
+        if wants_json(request.path):
             return jsonify({"error": exc.description or exc.name}), exc.code
         return exc
 
@@ -144,10 +153,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+__all__ = ["JSON_PATHS", "JSON_PREFIXES", "create_app", "prepare_database", "wants_json"]
+
+
 def message_queue_url(url: str | None) -> str | None:
     """The Redis URL with socket timeouts added, so a hung Redis delays an emit by seconds, never forever.
 
-    Without them redis-py waits indefinitely and the request that emitted hangs (shared/stack.md §3.3 C5/C6).
+    Without them redis-py waits indefinitely and the request that emitted hangs (docs/deploy.md).
     """
     if not url:
         return None
@@ -156,23 +168,3 @@ def message_queue_url(url: str | None) -> str | None:
             if name + "=" not in url:
                 url += ("&" if "?" in url else "?") + name + "=2"
     return url
-
-
-def prepare_database(app: Flask) -> None:
-    """Create or upgrade the schema (migrations/), then load PROXY_NUMBERS into the pool.
-
-    Runs at every start, so the first start on an empty database needs no extra step; `flask db upgrade`
-    does the same schema step on its own.
-    """
-    from .proxy import InvalidNumber
-    from .services import sync_pool
-
-    with app.app_context():
-        migrate_schema(db.engine)
-        raw = [n for n in app.config["PROXY_NUMBERS"].split(",") if n.strip()]
-        try:
-            added = sync_pool(raw, app.config["DEFAULT_REGION"])
-        except InvalidNumber as exc:
-            raise ConfigError(f"PROXY_NUMBERS holds a number that {exc}") from None
-        if added:
-            log.info("added %d number(s) from PROXY_NUMBERS to the pool", len(added))

@@ -1,11 +1,9 @@
-"""`python -m webapp`: load .env, build the app, start the outbox worker, serve on PORT."""
+"""`python -m webapp`: load .env, build the app, start the background work, serve on PORT."""
 
 from __future__ import annotations
 
 import logging
 import sys
-
-from dotenv import load_dotenv
 
 
 def _safe_url(url: str) -> str:
@@ -15,29 +13,19 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> int:
-    load_dotenv(".env")
-    from . import create_app, prepare_database
-    from .config import ConfigError, startup_warnings
+    from .background import start_background
+    from .boot import load_app
+    from .config import ConfigError
     from .extensions import socketio
-    from .logs import configure_logging
-    from .outbox import Worker
 
     try:
-        app = create_app()
-        configure_logging(app.config["LOG_LEVEL"])
-        prepare_database(app)
+        app = load_app()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    log = logging.getLogger("webapp")
     cfg = app.config
-    for warning in startup_warnings(cfg):
-        log.warning("%s", warning)
-    worker = None
-    if cfg["OUTBOX_WORKER"]:
-        worker = Worker(app)
-        worker.start()
-    log.info(
+    background = start_background(app) if cfg["OUTBOX_WORKER"] else None
+    logging.getLogger("webapp").info(
         "SMS proxy on http://%s:%d (gateway: %s, database: %s)",
         cfg["HOST"],
         cfg["PORT"],
@@ -47,8 +35,8 @@ def main() -> int:
     try:
         socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], allow_unsafe_werkzeug=True, log_output=False)
     finally:
-        if worker:
-            worker.stop()
+        if background:
+            background.stop()
     return 0
 
 

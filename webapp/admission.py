@@ -24,12 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, session
 
+from .services.operators import SESSION_KEY, key_hash, session_operator
+
 log = logging.getLogger(__name__)
 
 OPERATOR = "smsproxy.operator_id"
 SESSION = "smsproxy.session_hash"
 TICKET = "smsproxy.ticket"
-SESSION_KEY = "sk"  # the Flask session field holding the operator session's key
+__all__ = ["OPERATOR", "SESSION", "SESSION_KEY", "TICKET", "SocketAdmission"]
 
 StartResponse = Callable[..., Any]
 
@@ -130,8 +132,6 @@ class SocketAdmission:
         """(operator id, session hash) when the cookie opens a live session of an enabled operator."""
         if "HTTP_COOKIE" not in environ:
             return None
-        from .services.operators import key_hash, session_operator
-
         try:
             with self.app.request_context(dict(environ)):  # a copy: the body stream stays untouched
                 key = session.get(SESSION_KEY)

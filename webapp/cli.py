@@ -10,6 +10,9 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from . import services
+from .background import run_outbox_worker
+from .outbox import drain_once
+from .startup import prepare_database
 
 numbers = AppGroup("numbers", help="Manage the pool of proxy numbers.")
 
@@ -20,8 +23,6 @@ def _fail(exc: services.ServiceError) -> NoReturn:
 
 def _ready() -> None:
     """Create or upgrade the schema first: on a fresh machine a command may run before the server ever did."""
-    from . import prepare_database
-
     prepare_database(current_app._get_current_object())
 
 
@@ -67,8 +68,6 @@ outbox_cli = AppGroup("outbox", help="The outbound SMS queue.")
 @outbox_cli.command("drain")
 def outbox_drain() -> None:
     """Send everything that is due now, then exit."""
-    from .outbox import drain_once
-
     click.echo(f"sent {drain_once()} message(s)")
 
 
@@ -81,16 +80,12 @@ def outbox_work(until_idle: bool) -> None:
     (LISTEN/NOTIFY) wakes it as soon as a web process queues a message, else it polls every
     OUTBOX_POLL_SECONDS. Run the web processes with OUTBOX_WORKER=false when separate workers send.
     """
-    from .outbox import drain_once
-
     if until_idle:
         total = 0
         while sent := drain_once():
             total += sent
         click.echo(f"sent {total} message(s)")
         return
-    from .workers import run_outbox_worker
-
     run_outbox_worker(current_app._get_current_object())
 
 
@@ -221,7 +216,5 @@ def init_app(app: Flask) -> None:
     @app.cli.command("init-db")
     def init_db() -> None:
         """Create the schema and load PROXY_NUMBERS."""
-        from . import prepare_database
-
         prepare_database(current_app._get_current_object())
         click.echo("database ready")

@@ -51,14 +51,15 @@ DEFAULTS: dict[str, Any] = {
     "MASK_NUMBERS_IN_UI": True,
     "OUTBOX_WORKER": True,
     "OUTBOX_POLL_SECONDS": 1.0,
-    "OUTBOX_MAX_ATTEMPTS": 8,
-    "OUTBOX_LEASE_SECONDS": 60,
-    "OUTBOX_RETRY_BASE_SECONDS": 1.0,  # first retry after ~base s, doubling (full jitter) up to the cap
+    "OUTBOX_MAX_ATTEMPTS": 12,
+    "OUTBOX_LEASE_SECONDS": 15,  # a worker holds a lane this long at most (at least VONAGE_TIMEOUT + 2)
+    "OUTBOX_RETRY_BASE_SECONDS": 0.2,  # first retry after ~base s, doubling (full jitter) up to the cap
     "OUTBOX_RETRY_CAP_SECONDS": 300.0,
-    # An interrupted or unanswered send waits this long for a receipt carrying its client-ref, then is
-    # resent (at-least-once with reconciliation). 0: never resend it automatically (at-most-once).
-    "OUTBOX_RECONCILE_SECONDS": 300,
-    "OUTBOX_CONCURRENCY": 8,  # parallel sends (one keep-alive connection each), under the rate limit
+    # An interrupted or unanswered send waits this long (from its claim) for a receipt carrying its client-ref,
+    # then is sent again (at-least-once with reconciliation). 0: never resend it automatically (at-most-once).
+    "OUTBOX_RECONCILE_SECONDS": 20,
+    "OUTBOX_CONCURRENCY": 8,  # lanes sent in parallel (one keep-alive connection each), under the rate limit
+    "OUTBOX_LANE_BATCH": 20,  # texts to one person sent per claim, one after another, settled together
     "RATE_LIMIT_REDIS_URL": "",  # empty: per-process limiter; redis://...: shared by every worker process
     "MULTIPART_TIMEOUT_SECONDS": 300,  # an incomplete multipart SMS is relayed with a marker after this
     "SOCKETIO_MESSAGE_QUEUE": "",
@@ -95,6 +96,7 @@ _CONVERT = {
     "OUTBOX_RETRY_CAP_SECONDS": float,
     "OUTBOX_RECONCILE_SECONDS": float,
     "OUTBOX_CONCURRENCY": int,
+    "OUTBOX_LANE_BATCH": int,
     "MULTIPART_TIMEOUT_SECONDS": float,
     "SESSION_HOURS": float,
     "SESSION_COOKIE_SECURE": lambda v: v.strip().lower() in TRUE,

@@ -2,7 +2,7 @@
 
 One code path serves both backends, chosen by DATABASE_URL:
 - SQLite (the default): WAL, `synchronous=NORMAL`, a busy timeout, and `BEGIN IMMEDIATE` for read-then-write
-  transactions (shared/stack.md §5.1-5.2).
+  transactions (docs/database.md).
 - PostgreSQL (`postgresql+psycopg://...`, psycopg 3): a pool that discards its connections when one turns out
   dead, so a restarted server is reconnected to by itself; unique constraints settle races and
   `FOR UPDATE SKIP LOCKED` keeps outbox claims apart.
@@ -54,7 +54,7 @@ def engine_options(url: str) -> dict[str, Any]:
 
 
 def install_sqlite_pragmas(engine: Engine) -> None:
-    """WAL, NORMAL sync, a busy timeout and foreign keys on every SQLite connection (shared/stack.md §5.1)."""
+    """WAL, NORMAL sync, a busy timeout and foreign keys on every SQLite connection (docs/database.md)."""
     if engine.dialect.name != "sqlite":
         return
 
@@ -86,7 +86,7 @@ def begin_write() -> None:
     """Start the session's transaction as a writer.
 
     On SQLite a read-then-write transaction must take the write lock up front (`BEGIN IMMEDIATE`), or two
-    of them deadlock and one fails at once with "database is locked" (shared/stack.md §5.2). PostgreSQL
+    of them deadlock and one fails at once with "database is locked" (docs/database.md). PostgreSQL
     needs nothing: the unique constraints catch races and the caller retries.
     """
     session = db.session

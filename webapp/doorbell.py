@@ -1,69 +1,56 @@
-"""Cross-process outbox doorbell on PostgreSQL: LISTEN/NOTIFY.
+"""Wake-ups for the outbox after a commit: this process's worker at once, other processes through PostgreSQL.
 
-In one process, services call `outbox.wake()` after a commit. Outbox workers in *other* processes
-(`flask outbox work`, or a second web process) would only notice the new row at their next poll. On
-PostgreSQL a transaction that queues an outbound message also runs `pg_notify('smsproxy_outbox', '')`;
-PostgreSQL delivers it at commit (never for a rollback, and once per transaction however many rows) to every
-process whose `Listener` is LISTENing, which then calls `outbox.wake()`. On SQLite nothing is sent: one
-process runs both, and a separate worker simply polls (OUTBOX_POLL_SECONDS).
-
-Self-contained: `install()` hooks SQLAlchemy's `after_flush`, so no service needs to change.
+The outbox's writer (outbox/queue.py) calls `queued(session)` in every transaction that queues outbound rows.
+After that transaction commits, this process's worker is woken (`wakeups.OUTBOX`). On PostgreSQL the same
+transaction also runs `pg_notify('smsproxy_outbox', '')`, which PostgreSQL delivers at commit (never for a
+rollback, and once per transaction however many rows) to every process whose `Listener` is LISTENing; the
+listener then rings its own process's bell. On SQLite nothing is sent: one process runs both, and a separate
+worker simply polls (OUTBOX_POLL_SECONDS).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, event, text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+from . import wakeups
 from .extensions import db
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "smsproxy_outbox"
 _NOTIFY = text("SELECT pg_notify(:c, '')")
-_installed = False
+_FLAG = "outbox_queued"
 
 
-def _queues_outbound(session: Session) -> bool:
-    from .models import Message
-
-    return any(
-        isinstance(obj, Message) and obj.direction == "out" and obj.status == "queued" for obj in session.new
-    )
-
-
-def ring(connection: Connection) -> None:
-    """Ring from a transaction that queued outbound rows with Core statements (no ORM flush to hook)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(_NOTIFY, {"c": CHANNEL})
-
-
-def _after_flush(session: Session, _flush_context: Any) -> None:
-    if session.info.get("doorbell_rung") or not _queues_outbound(session):
+def queued(session: Session) -> None:
+    """This transaction queued outbound rows: wake the outbox when it commits (once per transaction)."""
+    if session.info.get(_FLAG):
         return
-    ring(session.connection())
-    session.info["doorbell_rung"] = True
+    session.info[_FLAG] = True
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        conn.execute(_NOTIFY, {"c": CHANNEL})
 
 
-def _forget(session: Session, *_args: Any) -> None:
-    session.info.pop("doorbell_rung", None)
+def _after_commit(session: Session) -> None:
+    if session.info.pop(_FLAG, False):
+        wakeups.OUTBOX.ring()
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_FLAG, None)
 
 
 def install() -> None:
-    """Ring the doorbell from every transaction that queues an outbound message (PostgreSQL only)."""
-    global _installed
-    if _installed:
-        return
-    session_class = db.session.session_factory.class_
-    event.listen(session_class, "after_flush", _after_flush)
-    event.listen(session_class, "after_commit", _forget)
-    event.listen(session_class, "after_rollback", _forget)
-    _installed = True
+    """Ring this process's outbox bell after every commit that queued outbound rows."""
+    if not event.contains(Session, "after_commit", _after_commit):
+        event.listen(Session, "after_commit", _after_commit)
+        event.listen(Session, "after_rollback", _after_rollback)
 
 
 class Listener:
@@ -91,8 +78,6 @@ class Listener:
     def run(self) -> None:
         import psycopg
 
-        from . import outbox
-
         with self.app.app_context():
             url = db.engine.url.set(drivername="postgresql")
             dsn = url.render_as_string(hide_password=False)
@@ -103,10 +88,10 @@ class Listener:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
                     delay = 1.0
-                    outbox.wake()  # rows may have been queued while we were not listening
+                    wakeups.OUTBOX.ring()  # rows may have been queued while we were not listening
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            outbox.wake()
+                            wakeups.OUTBOX.ring()
             except Exception as exc:
                 self.listening.clear()
                 log.warning("outbox doorbell: %s; reconnecting in %.0f s", type(exc).__name__, delay)

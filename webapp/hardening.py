@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 MAX_JSON_DEPTH = 32
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: int4 on PostgreSQL (SQLite would take 64 bits)
-JSON_PREFIXES = ("/api/", "/chat", "/webhooks/")
+JSON_PATHS = ("/chat",)  # the tutorial's POST /chat (and nothing else under /chat...: that is the dashboard)
+JSON_PREFIXES = ("/api/", "/webhooks/")
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
@@ -97,8 +98,12 @@ class BoundedIntConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
+def wants_json(path: str) -> bool:
+    return path in JSON_PATHS or path.startswith(JSON_PREFIXES)
+
+
 def _wants_json() -> bool:
-    return request.path.startswith(JSON_PREFIXES) or request.accept_mimetypes.best == "application/json"
+    return wants_json(request.path) or request.accept_mimetypes.best == "application/json"
 
 
 def _refuse_nul() -> Response | tuple[Response, int] | None:

@@ -1,13 +1,14 @@
-"""Socket.IO: who may connect, and the only helpers that emit live events.
+"""Socket.IO: who may connect, and the only module that emits live events.
 
 Admission happens twice: `admission.SocketAdmission` refuses, at the WSGI layer, any `/socket.io/` request
 without a live operator session (before Engine.IO holds anything for it); `connect` below checks again.
 Connections of sessions that end (sign-out, disabled operator, password reset, expiry) are closed: at once
-in this process, and by a re-check loop every RECHECK_SECONDS for changes made elsewhere (the CLI, another
-process).
+in this process (on the events services announce), and by a re-check loop every RECHECK_SECONDS for changes
+made elsewhere (`flask operators disable` in a shell, another web process).
 
-Events are doorbells that carry ids, never rendered message text (shared/design.md §3): the dashboard
-re-fetches the changed fragment over HTTP, so rendering, auth and escaping stay on one path.
+It subscribes to the domain events (events.py) that services announce, and rings the dashboards. Events are
+doorbells that carry ids, never rendered message text: the dashboard re-fetches the changed fragment over
+HTTP, so rendering, auth and escaping stay on one path (docs/architecture.md).
 Pushes are best-effort: the database is the truth and a reconnecting page re-fetches what it shows.
 """
 
@@ -18,12 +19,13 @@ import threading
 import time
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, request, session
 from flask_login import current_user
 from flask_socketio import join_room
 
-from . import admission
-from .extensions import socketio
+from . import admission, events
+from .extensions import db, socketio
+from .services.operators import SESSION_KEY, key_hash, live_session_hashes
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,11 @@ def _connect(auth: Any = None) -> bool:
     """Second line behind `admission` (which refuses anonymous connections before Engine.IO sees them)."""
     if not current_user.is_authenticated:
         return False  # refuse: the dashboard requires a signed-in operator
-    from .services.operators import key_hash
-
+    key = session.get(SESSION_KEY)
+    if not isinstance(key, str) or not key:
+        return False
     environ = request.environ  # the environ Engine.IO keeps for this connection
     operator_id = str(current_user.get_id())
-    key = session_key()
-    if key is None:
-        return False
     if admission.TICKET not in environ:  # not admitted through the WSGI layer (Flask-SocketIO's test client)
         cap = int(current_app.config.get("SOCKETIO_MAX_PER_OPERATOR") or 0)
         mine = [e for e in admission.tagged_sessions(socketio.server) if e.get(admission.OPERATOR) == operator_id]
@@ -57,13 +57,6 @@ def _connect(auth: Any = None) -> bool:
     return True
 
 
-def session_key() -> str | None:
-    from flask import session
-
-    key = session.get(admission.SESSION_KEY)
-    return key if isinstance(key, str) and key else None
-
-
 def _emit(event: str, payload: dict[str, Any]) -> None:
     try:
         socketio.emit(event, payload, to=ROOM)
@@ -71,16 +64,16 @@ def _emit(event: str, payload: dict[str, Any]) -> None:
         log.exception("live event %s could not be emitted", event)
 
 
-def chat_created(chat_id: int) -> None:
+def _chat_created(_sender: object, *, chat_id: int) -> None:
     _emit("chats_changed", {"chat_id": chat_id, "change": "created"})
 
 
-def chat_ended(chat_id: int) -> None:
+def _chat_ended(_sender: object, *, chat_id: int) -> None:
     _emit("chats_changed", {"chat_id": chat_id, "change": "ended"})
     _emit("chat_changed", {"chat_id": chat_id})
 
 
-def message_added(chat_id: int | None, message_id: int) -> None:
+def _message_added(_sender: object, *, chat_id: int | None, message_id: int) -> None:
     if chat_id is None:
         _emit("unrouted_changed", {"message_id": message_id})
         return
@@ -88,19 +81,19 @@ def message_added(chat_id: int | None, message_id: int) -> None:
     _emit("chats_changed", {"chat_id": chat_id, "change": "activity"})
 
 
-def message_status(chat_id: int | None, message_id: int, status: str) -> None:
-    _emit("message_status", {"chat_id": chat_id, "id": message_id, "status": status})
+def _message_status(_sender: object, *, chat_id: int | None, message_id: int, status: str) -> None:
+    _emit("message_status", {"chat_id": chat_id, "id": message_id, "status": str(status)})
 
 
-def numbers_changed() -> None:
+def _numbers_changed(_sender: object) -> None:
     _emit("numbers_changed", {})
 
 
-def chat_read(chat_id: int) -> None:
+def _chat_read(_sender: object, *, chat_id: int) -> None:
     _emit("chats_changed", {"chat_id": chat_id, "change": "read"})
 
 
-def sign_out(operator_id: str | None) -> None:
+def _operator_signed_out(_sender: object, *, operator_id: str | None) -> None:
     """Close every open socket of an operator (disabled, or password reset).
 
     Sockets in this process are closed at once; the event tells pages served by other processes (with a
@@ -112,7 +105,7 @@ def sign_out(operator_id: str | None) -> None:
     _close_where(lambda e: e.get(admission.OPERATOR) == str(operator_id))
 
 
-def end_session(session_hash: str) -> None:
+def _session_ended(_sender: object, *, session_hash: str) -> None:
     """Close the sockets opened with one session (its operator signed out); other sessions stay."""
     _notify(f"session:{session_hash}")
     _close_where(lambda e: e.get(admission.SESSION) == session_hash)
@@ -170,9 +163,6 @@ def recheck_sockets(app: Any) -> int:
     open_now = _open_connections(server)
     if not open_now:
         return 0
-    from .extensions import db
-    from .services.operators import live_session_hashes
-
     hashes = sorted({e.get(admission.SESSION) for _sid, e in open_now if e.get(admission.SESSION)})
     with app.app_context():
         try:
@@ -213,3 +203,21 @@ def _recheck_loop(app: Any) -> None:
             recheck_sockets(app)
         except Exception:  # the loop must outlive a database hiccup
             log.exception("live connection re-check failed")
+
+
+_SUBSCRIPTIONS = {
+    events.chat_created: _chat_created,
+    events.chat_ended: _chat_ended,
+    events.chat_read: _chat_read,
+    events.message_added: _message_added,
+    events.message_status: _message_status,
+    events.numbers_changed: _numbers_changed,
+    events.operator_signed_out: _operator_signed_out,
+    events.session_ended: _session_ended,
+}
+
+
+def subscribe() -> None:
+    """Ring the dashboards on every domain event (idempotent: blinker keeps one connection per receiver)."""
+    for signal, receiver in _SUBSCRIPTIONS.items():
+        signal.connect(receiver)

@@ -34,7 +34,7 @@ def configure_logging(level: str = "INFO") -> None:
         if not isinstance(handler.formatter, RedactingFormatter):
             fmt = handler.formatter
             handler.setFormatter(RedactingFormatter(fmt._fmt if fmt else None, fmt.datefmt if fmt else None))
-    # The SDK logs numbers, text and the Authorization header at DEBUG (docs/security.md).
+    # The SDK logs numbers, text and the Authorization header at DEBUG (docs/vonage.md §1.2).
     logging.getLogger("vonage").setLevel(logging.WARNING)
     logging.getLogger("vonage_http_client").setLevel(logging.WARNING)
     # Werkzeug's access log prints query strings: GET webhooks carry numbers, text and ?token= there.

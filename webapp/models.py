@@ -28,6 +28,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def clip(column: Any, value: str | None) -> str | None:
+    """`value` cut to the length of a String column (`clip(Message.error, text)`).
+
+    Every error or reason we store goes through here: a text longer than its column is an error on
+    PostgreSQL, and one such row must never stop the work around it.
+    """
+    if value is None:
+        return None
+    length = getattr(getattr(column, "type", None), "length", None)
+    return value if length is None or len(value) <= length else value[: max(length - 1, 0)] + "…"
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
 
@@ -117,6 +129,8 @@ class Message(db.Model):
             postgresql_where=text("kind = 'auto_reply'"),
             sqlite_where=text("kind = 'auto_reply'"),
         ),
+        # a lane's head: the oldest queued message to one recipient (outbox/queue.py)
+        Index("ix_messages_lane", "to_number", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -126,7 +140,7 @@ class Message(db.Model):
     kind: Mapped[str] = mapped_column(String(12))
     side: Mapped[str | None] = mapped_column(String(1))  # in: sender's side; out: recipient's side
     from_number: Mapped[str] = mapped_column(String(20))
-    to_number: Mapped[str] = mapped_column(String(20), index=True)
+    to_number: Mapped[str] = mapped_column(String(20))
     text: Mapped[str] = mapped_column(Text, default="")
     # in: received | unrouted | opt_out ; out: queued | sending | submitted | delivered | failed | ...
     status: Mapped[str] = mapped_column(String(12))
@@ -144,18 +158,40 @@ class Message(db.Model):
 
 
 class SmsPart(db.Model):
-    """One part of an outbound SMS as Vonage accepted it: its message id and delivery state."""
+    """One part of an outbound SMS as Vonage accepted it: its message id and delivery state.
+
+    Vonage's ids are opaque and not ours to trust as unique: a part is (our message, Vonage's id), so a
+    gateway that repeats an id can never break the settle of a send.
+    """
 
     __tablename__ = "sms_parts"
+    __table_args__ = (UniqueConstraint("message_id", "vonage_id", name="uq_part_message_vonage"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"), index=True)
-    vonage_id: Mapped[str] = mapped_column(String(64), unique=True)
+    vonage_id: Mapped[str] = mapped_column(String(64), index=True)
     status: Mapped[str] = mapped_column(String(12), default="submitted")
     error_code: Mapped[str | None] = mapped_column(String(8))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="parts")
+
+
+class Lane(db.Model):
+    """The outbox's queue for one recipient: texts to one person go out one at a time, oldest first.
+
+    `due_at` is when the lane's head (its oldest queued message) may be sent; NULL when nothing is queued or a
+    worker holds the lane. A worker claims due lanes, not messages (`due_at <= now`, by index), so claiming
+    costs the same with ten or a hundred thousand texts queued; it holds a lane until `leased_until` and
+    releases it when the send is settled. Written only by the outbox (outbox/queue.py, outbox/claim.py).
+    """
+
+    __tablename__ = "lanes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recipient: Mapped[str] = mapped_column(String(20), unique=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class Operator(UserMixin, db.Model):

@@ -14,10 +14,9 @@ from sqlalchemy import Select, func, or_, select
 
 from .extensions import db
 from .models import Chat, Message, ProxyNumber, Route
-from .services.outbound import RESENDABLE
+from .states import RESENDABLE, TROUBLE
 
 PER_PAGE = 20
-FAILED_STATES = ("failed", "expired", "rejected", "unknown", "unconfirmed")
 SYSTEM_KINDS = ("intro", "notice", "auto_reply")
 
 
@@ -97,7 +96,7 @@ def search_chats(status: str = "active", q: str = "", page: int = 1, per_page: i
             dict(
                 db.session.execute(
                     select(Message.chat_id, func.count())
-                    .where(Message.chat_id.in_(ids), Message.status.in_(FAILED_STATES))
+                    .where(Message.chat_id.in_(ids), Message.status.in_(TROUBLE))
                     .group_by(Message.chat_id)
                 ).all()
             )

@@ -1,6 +1,6 @@
 """Vonage signed webhooks (SMS API): the documented signature, every method, and a timestamp window.
 
-Algorithm ("Signing Messages", shared/vonage.md §3.2): drop `sig`, sort the other parameters by key, replace
+Algorithm ("Signing Messages", docs/vonage.md §3): drop `sig`, sort the other parameters by key, replace
 every `&` and `=` inside values with `_`, join as `&k1=v1&k2=v2...`. Then
 - `md5hash` (the dashboard's legacy default): md5(string + secret), hex;
 - `md5`, `sha1`, `sha256`, `sha512`: HMAC(secret, string) with that digest, hex.

@@ -1,7 +1,8 @@
 """Vonage webhooks: inbound SMS and delivery receipts. CSRF-exempt; authenticated by signature or token.
 
-Each arrives as a GET query, a POST form or a POST JSON body. Whatever the input, the answer is 204 (stored),
-a 4xx JSON error naming the problem, or 503 when storage failed (Vonage retries); never a 500 or a stack trace.
+Each arrives as a GET query, a POST form or a POST JSON body (docs/vonage.md §2). Whatever the input, the
+answer is 204 (stored), a 4xx JSON error naming the problem, or 503 when storage failed (Vonage retries);
+never a 500 or a stack trace.
 
 Authentication (README, Security), checked before anything is read into the database:
 - VONAGE_SIGNATURE_SECRET set: a valid Vonage signature with a fresh timestamp passes;

@@ -1,4 +1,4 @@
-"""Production entry point for gunicorn (threading mode + simple-websocket; shared/stack.md §3):
+"""Production entry point for gunicorn (threading mode + simple-websocket; docs/deploy.md):
 
     gunicorn -w 1 --threads 100 --no-control-socket -b 0.0.0.0:8000 webapp.wsgi:app
 
@@ -6,10 +6,10 @@
   behind a sticky load balancer and SOCKETIO_MESSAGE_QUEUE=redis://...);
 - `--threads` caps open WebSockets plus requests in flight: each connected dashboard holds one thread;
 - `--no-control-socket`: gunicorn 27's control socket clashes between instances on one host;
-- no `--preload`: the outbox thread must start in the worker process, not the master.
+- no `--preload`: the background threads must start in the worker process, not the master.
 
-The schema is created or upgraded at import (as `flask db upgrade` would); the outbox worker starts here when
-OUTBOX_WORKER is true (set it false when `flask outbox work` processes send instead).
+The schema is created or upgraded at import (as `flask db upgrade` would); the outbox worker, the doorbell and
+the jobs start here when OUTBOX_WORKER is true (set it false when `flask outbox work` processes send instead).
 """
 
 from __future__ import annotations
@@ -18,31 +18,22 @@ import atexit
 import logging
 import sys
 
-from dotenv import load_dotenv
 from sqlalchemy.engine import make_url
 
-from . import create_app, prepare_database
-from .config import ConfigError, startup_warnings
-from .logs import configure_logging
-from .workers import Background
+from .background import Background, start_background
+from .boot import load_app
+from .config import ConfigError
 
-load_dotenv(".env")
 try:
-    app = create_app()
-    configure_logging(app.config["LOG_LEVEL"])
-    prepare_database(app)
+    app = load_app()
 except ConfigError as exc:
     print(f"configuration error: {exc}", file=sys.stderr)
     # 4 is gunicorn's "App failed to load": the arbiter stops instead of booting the worker again forever
     raise SystemExit(4) from None
 
-for _warning in startup_warnings(app.config):
-    logging.getLogger(__name__).warning("%s", _warning)
-
 background: Background | None = None
 if app.config["OUTBOX_WORKER"]:
-    background = Background(app)
-    background.start()
+    background = start_background(app)
     atexit.register(background.stop)
 
 logging.getLogger(__name__).info(

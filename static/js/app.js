@@ -1,6 +1,6 @@
 /* Dashboard behaviour. Static file, no inline script anywhere (the CSP forbids it).
  *
- * Live updates follow the doorbell pattern (shared/design.md §3): Socket.IO events carry ids only; an
+ * Live updates follow the doorbell pattern (docs/architecture.md): Socket.IO events carry ids only; an
  * element that shows something marks itself with data-live="event ..." (and data-chat="<id>" when it
  * belongs to one chat) and carries its own hx-get with hx-trigger="refresh". On an event we trigger
  * "refresh" on the matching elements, and htmx fetches the server-rendered, escaped fragment.

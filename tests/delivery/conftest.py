@@ -81,14 +81,17 @@ def served(app) -> Iterator[str]:
 
 
 def drain_all(rounds: int = 400, pause: float = 0.05) -> int:
-    """Drain until nothing is queued, sending or waiting; returns the sends tried."""
+    """Run the housekeeping jobs and drain, until nothing is queued, sending or waiting; returns the sends tried."""
+    from flask import current_app
     from sqlalchemy import and_, func, or_, select
 
     from webapp.extensions import db
+    from webapp.jobs import run_once
     from webapp.models import Message
 
     total = 0
     for _ in range(rounds):
+        assert all(run_once(current_app._get_current_object()).values()), "a housekeeping job failed"
         total += outbox.drain_once()
         pending = db.session.scalar(
             select(func.count())

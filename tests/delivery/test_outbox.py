@@ -11,7 +11,7 @@ from tests.conftest import PROXIES
 from tests.fakes.vonage import Faults
 from webapp import outbox
 from webapp.extensions import db
-from webapp.models import Message, utcnow
+from webapp.models import Lane, Message, utcnow
 from webapp.services import Conflict
 from webapp.services.chats import queue_to_party
 from webapp.services.outbound import resend_message
@@ -47,7 +47,9 @@ def test_retryable_faults_are_retried_until_sent(app, fake, chat, fault):
     msg = queue(chat, "retry me")
     outbox.drain_once()
     msg = reload(msg)
-    assert msg.status == "queued" and msg.attempts == 1 and msg.error
+    # tried at once, then twice more after a few tens of milliseconds; then back to the queue with backoff
+    assert msg.status == "queued" and msg.attempts == 1 + outbox.sender.QUICK_RETRIES and msg.error
+    assert len(fake.requests) == 1 + outbox.sender.QUICK_RETRIES
     assert fake.accepted == []
     fake.faults = Faults()
     drain_all()
@@ -186,7 +188,8 @@ class TestAmbiguousSends:
     def test_interrupted_send_is_reconciled_not_blindly_resent(self, app, fake, chat, client):
         """A worker killed between claim and settle leaves `sending`: after the lease it is unconfirmed."""
         msg = queue(chat, "killed mid-send")
-        assert outbox.claim(10) == [msg.id]
+        [batch] = outbox.claim(10)
+        assert [job.message_id for job in batch.jobs] == [msg.id]
         # the process "died" here after Vonage accepted it; Vonage's receipt names our client-ref
         outbox.gateway().send(to=B, sender=PROXIES[0], text="killed mid-send", client_ref=f"m{msg.id}")
         [accepted] = fake.accepted
@@ -194,8 +197,9 @@ class TestAmbiguousSends:
             "messageId": accepted["message-ids"][0], "status": "delivered", "client-ref": f"m{msg.id}"})
         assert resp.status_code == 204
         assert reload(msg).status == "sending"  # a send in flight is left to its worker
-        m = reload(msg)
-        m.claimed_at = utcnow() - timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"] + 1)
+        assert outbox.recover_interrupted() == 0  # its lease still runs
+        lane = db.session.scalar(select(Lane).where(Lane.recipient == B))
+        lane.leased_until = utcnow() - timedelta(seconds=1)  # the lease ran out: the worker is gone
         db.session.commit()
         assert outbox.recover_interrupted() == 1
         m = reload(msg)

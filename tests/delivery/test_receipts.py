@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from webapp import live, outbox
 from webapp.extensions import db
 from webapp.models import Message, Receipt
+from webapp.outbox.delivery import message_status_from_parts
 from webapp.services.chats import queue_to_party
-from webapp.services.receipts import message_status_from_parts
 
 from .conftest import drain_all
 
@@ -90,15 +90,14 @@ def test_receipt_racing_the_send_answer_is_absorbed(app, fake, chat, client):
     """The DLR can arrive before the worker records the send's answer; it must still count."""
     msg = queue_to_party(chat, "b", "relay", "fast receipt")
     db.session.commit()
-    [claimed] = outbox.claim(5)
-    result = outbox.gateway().send(to=msg.to_number, sender=msg.from_number, text=msg.text,
-                                   client_ref=f"m{claimed}")
+    [batch] = outbox.claim(5)
+    [job] = batch.jobs
+    assert job.message_id == msg.id
+    result = outbox.gateway().send(to=job.to, sender=job.sender, text=job.text, client_ref=job.client_ref)
     assert dlr(client, "form", messageId=result.message_ids[0], status="delivered",
-               **{"client-ref": f"m{claimed}"}).status_code == 204
+               **{"client-ref": job.client_ref}).status_code == 204
     assert state(msg) == "sending"
-    m = db.session.get(Message, claimed)
-    outbox.settle(m, result)
-    db.session.commit()
+    assert outbox.settle_batch(batch, [(job, result)]) == ["delivered"]
     assert state(msg) == "delivered"
 
 

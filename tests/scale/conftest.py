@@ -177,7 +177,7 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 class ThrowawayPostgres:
-    """A private PostgreSQL cluster on a free port (shared/stack.md §5.5): restarting it disturbs nobody."""
+    """A private PostgreSQL cluster on a free port: restarting it disturbs nobody."""
 
     def __init__(self, workdir: Path) -> None:
         self.dir = workdir

@@ -1,7 +1,7 @@
 """Dashboard pages and their htmx fragments. Views stay thin: parse, one service or query call, render.
 
 Each fragment has one template (`dashboard/_*.html`), included by its page and returned alone when the
-page re-fetches it after a live doorbell (shared/design.md §3).
+page re-fetches it after a live doorbell (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -6,15 +6,14 @@ A reply enters the app exactly as Vonage's would: a POST to the inbound-SMS webh
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from .. import queries
+from ..gateway.loopback import post_webhook
 from ..proxy import InvalidNumber, parse_number, to_vonage
-from ..signatures import sign
 
 bp = Blueprint("simulator", __name__, url_prefix="/simulator")
 
@@ -73,25 +72,15 @@ def inbound_params(sender: str, proxy: str, text: str) -> dict[str, str]:
         "keyword": (text.split() or [""])[0].upper()[:20],
         "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    cfg = current_app.config
-    if cfg.get("VONAGE_SIGNATURE_SECRET"):  # sign as Vonage does, so the webhook's check passes
-        params["api-key"] = cfg.get("VONAGE_API_KEY") or "simulator"
-        params["timestamp"] = str(int(time.time()))
-        params["sig"] = sign(params, cfg["VONAGE_SIGNATURE_SECRET"], cfg["VONAGE_SIGNATURE_METHOD"])
     return params
 
 
 def deliver_to_webhook(params: dict[str, str]) -> tuple[int, str]:
-    """POST to our own inbound webhook, in-process, as Vonage would; (status, error text).
-
-    With WEBHOOK_TOKEN set, the URL carries it, as the URL configured at Vonage would."""
-    token = current_app.config.get("WEBHOOK_TOKEN")
-    url = url_for("webhooks.inbound_sms", token=token) if token else url_for("webhooks.inbound_sms")
-    resp = current_app.test_client().post(url, data=params)
-    if resp.status_code in (200, 204):
-        return resp.status_code, ""
-    body = resp.get_json(silent=True) or {}
-    return resp.status_code, str(body.get("error") or resp.status)
+    """POST to our own inbound webhook, in-process, as Vonage would (signed, with the token); (status, error)."""
+    status, body = post_webhook(current_app._get_current_object(), url_for("webhooks.inbound_sms"), params)
+    if status in (200, 204):
+        return status, ""
+    return status, str(body.get("error") or status)
 
 
 @bp.get("/")

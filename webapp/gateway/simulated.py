@@ -3,10 +3,11 @@
 What it "sent" is also in the messages table (outbound rows), which is what the simulator page reads, so
 the whole flow can be tried without a Vonage account.
 
-Like Vonage, it later reports delivery: each accepted part gets a "delivered" receipt, recorded through the
-same service as Vonage's delivery-receipt webhook. In a server the receipts follow after a short delay
-(`SIMULATED_RECEIPT_SECONDS`, default 1.0; 0 turns them off); under TESTING they wait in `pending_receipts`
-until a test calls `flush_receipts()`, so unit tests never start threads.
+Like Vonage, it later reports delivery: each accepted part gets a "delivered" receipt, posted to the app's
+own `/webhooks/delivery-receipt` exactly as Vonage posts it (signed, with the webhook token; loopback.py). In a
+server the receipts follow after a short delay (`SIMULATED_RECEIPT_SECONDS`, default 1.0; 0 turns them off);
+under TESTING they wait in `pending_receipts` until a test calls `flush_receipts()`, so unit tests never start
+threads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from flask import Flask, current_app, has_app_context
 
 from ..proxy import segments, to_vonage
 from .base import SendResult
+from .loopback import post_webhook
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +77,14 @@ class SimulatedGateway:
         timer.start()
 
     def _deliver(self, app: Flask, receipts: list[dict[str, str]]) -> None:
-        from ..services import ServiceError, record_receipt
-
-        with app.app_context():
-            for params in receipts:
-                try:
-                    record_receipt(params)
-                except ServiceError as exc:
-                    log.warning("simulated receipt refused: %s", exc.message)
-                except Exception:
-                    log.exception("simulated receipt failed")
+        for params in receipts:
+            try:
+                status, body = post_webhook(app, "/webhooks/delivery-receipt", params)
+            except Exception as exc:
+                log.error("simulated receipt could not be posted (%s)", type(exc).__name__)
+                continue
+            if status >= 300:
+                log.warning("simulated receipt refused with %d: %s", status, body.get("error"))
 
     def flush_receipts(self, app: Flask) -> int:
         """Record every pending receipt now (tests). Returns how many."""

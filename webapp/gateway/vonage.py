@@ -1,6 +1,6 @@
 """Vonage SMS API (`POST /sms/json`) through the official `vonage` SDK 4.x.
 
-Notes from shared/vonage.md that shape this module:
+Facts that shape this module (docs/vonage.md §1.2):
 - we call the SDK's HTTP client directly (§1.5): `client.sms.send()` hides the status in an exception
   string and raises TypeError on a non-JSON 200;
 - `pool_maxsize=1`, because the SDK re-POSTs up to pool_maxsize times on `RemoteDisconnected` (duplicate SMS);

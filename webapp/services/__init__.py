@@ -1,37 +1,16 @@
-"""Use cases. Each owns its transaction: validate, write, commit, then announce (live.*) and wake the outbox.
+"""Use cases. Each owns its transaction: validate, write, commit, then announce (webapp.events).
 
-Errors are raised as `ServiceError` subclasses that carry an HTTP status, a field and a message for people;
-views turn them into responses.
+Errors are raised as `ServiceError` subclasses (errors.py) that carry an HTTP status, a field and a message
+for people; views turn them into responses.
 """
 
 from __future__ import annotations
 
-
-class ServiceError(Exception):
-    status = 400
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
-class InvalidInput(ServiceError):
-    status = 400
-
-
-class NotFound(ServiceError):
-    status = 404
-
-
-class Conflict(ServiceError):
-    status = 409
-
-
-from .chats import end_chat, get_chat, list_chats, start_chat  # noqa: E402
-from .inbound import receive_sms  # noqa: E402
-from .pool import add_number, list_numbers, remove_number, sync_pool  # noqa: E402
-from .receipts import record_receipt  # noqa: E402
+from .chats import end_chat, get_chat, list_chats, start_chat
+from .errors import Conflict, InvalidInput, NotFound, ServiceError
+from .inbound import receive_sms
+from .pool import add_number, list_numbers, remove_number, sync_pool
+from .receipts import record_receipt
 
 __all__ = [
     "Conflict",

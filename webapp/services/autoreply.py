@@ -21,6 +21,7 @@ from sqlalchemy import text as text_sql
 from ..extensions import db
 from ..models import Message, ProxyNumber, utcnow
 from ..proxy import mask_for_log, region_of
+from ..states import Kind
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def may_auto_reply(sender: str, cfg: Mapping[str, Any]) -> bool:
     recent = db.session.scalar(
         select(Message.id)
         .where(
-            Message.kind == "auto_reply",
+            Message.kind == Kind.AUTO_REPLY,
             Message.to_number == sender,
             Message.created_at >= now - timedelta(seconds=cfg["AUTO_REPLY_INTERVAL"]),
         )
@@ -87,7 +88,7 @@ def may_auto_reply(sender: str, cfg: Mapping[str, Any]) -> bool:
         select(func.count())
         .select_from(Message)
         # a literal, not a bound parameter: only then may the planners use the partial index
-        .where(text_sql("messages.kind = 'auto_reply'"), Message.created_at >= now - timedelta(hours=1))
+        .where(text_sql(f"messages.kind = '{Kind.AUTO_REPLY}'"), Message.created_at >= now - timedelta(hours=1))
     )
     if (sent or 0) >= cap:
         _warn_cap(cap)

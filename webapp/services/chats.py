@@ -9,12 +9,14 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import live, outbox
+from .. import events
 from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, Message, Route, utcnow
+from ..outbox import queue_message
 from ..proxy import InvalidNumber, choose_proxy, mask_for_log, parse_number, region_of, render
-from . import Conflict, InvalidInput, NotFound
+from ..states import ChatStatus, Kind
+from .errors import Conflict, InvalidInput, NotFound
 from .pool import is_proxy_number, pool_entries
 
 log = logging.getLogger(__name__)
@@ -81,20 +83,15 @@ def _describe(label: str | None) -> str:
 
 def queue_to_party(chat: Chat, side: str, kind: str, text: str, source_id: int | None = None) -> Message:
     """Queue an SMS from the chat's proxy number to one of its parties."""
-    msg = Message(
-        direction="out",
-        kind=kind,
-        side=side,
-        from_number=chat.proxy_number,
-        to_number=chat.number(side),
+    return queue_message(
+        to=chat.number(side),
+        sender=chat.proxy_number,
         text=text,
-        status="queued",
-        source_id=source_id,
-        next_attempt_at=utcnow(),
+        kind=kind,
         chat_id=chat.id,
+        side=side,
+        source_id=source_id,
     )
-    db.session.add(msg)
-    return msg
 
 
 def _allocate(req: ChatRequest) -> str:
@@ -157,7 +154,7 @@ def start_chat(req: ChatRequest, created_by: str | None = None) -> Chat:
             continue
         for side, other in (("a", "b"), ("b", "a")):
             text = render(cfg["INTRO_TEMPLATE"], {"other": _describe(chat.label(other)), "proxy": number})
-            queue_to_party(chat, side, "intro", text)
+            queue_to_party(chat, side, Kind.INTRO, text)
         db.session.commit()
         break
     else:
@@ -169,8 +166,7 @@ def start_chat(req: ChatRequest, created_by: str | None = None) -> Chat:
         mask_for_log(req.b),
         mask_for_log(number),
     )
-    live.chat_created(chat.id)
-    outbox.wake()
+    events.announce(events.chat_created, chat_id=chat.id)
     return chat
 
 
@@ -194,13 +190,12 @@ def end_chat(chat_id: int, reason: str = "operator") -> Chat:
     """End a chat: free its routes and (by configuration) tell both parties."""
     begin_write()
     chat = get_chat(chat_id)
-    if chat.status != "active":
+    if chat.status != ChatStatus.ACTIVE:
         raise Conflict(f"chat {chat_id} has already ended", field="id")
     close_chat(chat, reason)
     db.session.commit()
     log.info("chat %d ended (%s)", chat.id, reason)
-    live.chat_ended(chat.id)
-    outbox.wake()
+    events.announce(events.chat_ended, chat_id=chat.id)
     return chat
 
 
@@ -211,7 +206,7 @@ def close_chat(chat: Chat, reason: str, notices: dict[str, str] | None = None) -
     """
     cfg = current_app.config
     now = utcnow()
-    chat.status = "ended"
+    chat.status = ChatStatus.ENDED
     chat.ended_reason = reason
     chat.ended_at = now
     chat.last_activity_at = now
@@ -220,7 +215,7 @@ def close_chat(chat: Chat, reason: str, notices: dict[str, str] | None = None) -
         end_text = render(cfg["END_TEMPLATE"], {"proxy": chat.proxy_number})
         notices = {"a": end_text, "b": end_text} if cfg["SEND_END_NOTICE"] else {}
     for side, text in notices.items():
-        queue_to_party(chat, side, "notice", text)
+        queue_to_party(chat, side, Kind.NOTICE, text)
 
 
 def mark_read(chat_id: int) -> bool:
@@ -230,7 +225,7 @@ def mark_read(chat_id: int) -> bool:
     ).rowcount
     db.session.commit()
     if changed:
-        live.chat_read(chat_id)
+        events.announce(events.chat_read, chat_id=chat_id)
     return bool(changed)
 
 

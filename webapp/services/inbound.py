@@ -15,14 +15,16 @@ from sqlalchemy import select
 from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 
-from .. import live, outbox
+from .. import events
 from ..database import begin_write
 from ..extensions import db
-from ..models import Chat, HeldPart, Message, Route, utcnow
+from ..models import Chat, HeldPart, Message, Route, clip, utcnow
+from ..outbox import queue_message
 from ..proxy import InvalidNumber, Parties, is_opt_out, mask_for_log, other_party, parse_number, render
-from . import InvalidInput
+from ..states import Kind
 from .autoreply import may_auto_reply
 from .chats import close_chat, queue_to_party
+from .errors import InvalidInput
 from .pool import is_proxy_number
 from .relay import try_relay
 
@@ -149,10 +151,9 @@ def _announce(result: Inbound, sender: str, proxy: str) -> None:
     )
     if result.message_id is None:
         return
-    live.message_added(result.chat_id, result.message_id)
+    events.announce(events.message_added, chat_id=result.chat_id, message_id=result.message_id)
     if result.chat_id is not None and result.outcome == "opt_out":
-        live.chat_ended(result.chat_id)
-    outbox.wake()
+        events.announce(events.chat_ended, chat_id=result.chat_id)
 
 
 def _lock_set(sender: str, proxy: str, ref: str) -> None:
@@ -221,32 +222,42 @@ def flush_expired_parts(now: datetime | None = None) -> list[int]:
     db.session.rollback()
     stored: list[int] = []
     for sender, proxy, ref in keys:
-        begin_write()
-        _lock_set(sender, proxy, ref)
-        held = _open_parts(sender, proxy, ref)
-        if not held:  # completed or flushed meanwhile
+        try:
+            message_id = _flush_set(sender, proxy, ref)
+        except Exception as exc:  # one broken set must not keep the others from being relayed
             db.session.rollback()
+            log.error("flushing an incomplete multipart set failed (%s)", type(exc).__name__)
             continue
-        total = max(p.total for p in held)
-        by_part = {p.part: p.text for p in held}
-        missing = [i for i in range(1, total + 1) if i not in by_part]
-        text = _with_markers(by_part, total)
-        meta = {"concat_ref": ref, "parts": total, "incomplete": True, "missing": missing}
-        result = _store(sender, proxy, text, None, meta)
-        msg = db.session.get(Message, result.message_id)
-        if msg is not None:
-            gone = ", ".join(map(str, missing))
-            msg.error = f"incomplete multipart SMS: part(s) {gone} of {total} never arrived"
-        for p in held:
-            p.message_id = result.message_id
-        db.session.commit()
-        log.warning(
-            "multipart sms %s relayed incomplete (%d of %d parts)", result.message_id, len(held), total
-        )
-        _announce(result, sender, proxy)
-        if result.message_id is not None:
-            stored.append(result.message_id)
+        if message_id is not None:
+            stored.append(message_id)
     return stored
+
+
+def _flush_set(sender: str, proxy: str, ref: str) -> int | None:
+    """Store and relay one timed-out set with markers for its missing parts; the stored message's id."""
+    begin_write()
+    _lock_set(sender, proxy, ref)
+    held = _open_parts(sender, proxy, ref)
+    if not held:  # completed or flushed meanwhile
+        db.session.rollback()
+        return None
+    total = max(p.total for p in held)
+    by_part = {p.part: p.text for p in held}
+    missing = [i for i in range(1, total + 1) if i not in by_part]
+    text = _with_markers(by_part, total)
+    meta = {"concat_ref": ref, "parts": total, "incomplete": True, "missing": missing}
+    result = _store(sender, proxy, text, None, meta)
+    msg = db.session.get(Message, result.message_id)
+    if msg is not None:
+        which = ", ".join(map(str, missing))
+        msg.error = clip(Message.error, f"incomplete multipart SMS: {len(missing)} of {total} parts never "
+                                        f"arrived (part {which})")
+    for p in held:
+        p.message_id = result.message_id
+    db.session.commit()
+    log.warning("multipart sms %s relayed incomplete (%d of %d parts)", result.message_id, len(held), total)
+    _announce(result, sender, proxy)
+    return result.message_id
 
 
 def _with_markers(by_part: dict[int, str], total: int) -> str:
@@ -294,7 +305,7 @@ def _store(
 
     # Lock the chat row (PostgreSQL; SQLite holds the write lock already): concurrent messages of one
     # chat would otherwise lose updates of `unread`, and an end could slip between read and relay.
-    chat = db.session.get(Chat, route.chat_id, with_for_update=True, populate_existing=True)
+    chat = db.session.get(Chat, route.chat_id, with_for_update={"key_share": True}, populate_existing=True)
     assert chat is not None
     side, _ = other_party(Parties(chat.a_number, chat.b_number), sender)
     other = "b" if side == "a" else "a"
@@ -310,7 +321,7 @@ def _store(
     db.session.flush()
     if not text.strip():
         return Inbound("empty", msg.id, chat.id)
-    queue_to_party(chat, other, "relay", text, source_id=msg.id)
+    queue_to_party(chat, other, Kind.RELAY, text, source_id=msg.id)
     return Inbound("relayed", msg.id, chat.id)
 
 
@@ -319,14 +330,6 @@ def _maybe_auto_reply(sender: str, proxy: str) -> None:
     cfg = current_app.config
     if not may_auto_reply(sender, cfg):
         return
-    db.session.add(
-        Message(
-            direction="out",
-            kind="auto_reply",
-            from_number=proxy,
-            to_number=sender,
-            text=render(cfg["AUTO_REPLY_TEMPLATE"], {"proxy": proxy}),
-            status="queued",
-            next_attempt_at=utcnow(),
-        )
+    queue_message(
+        to=sender, sender=proxy, text=render(cfg["AUTO_REPLY_TEMPLATE"], {"proxy": proxy}), kind=Kind.AUTO_REPLY
     )

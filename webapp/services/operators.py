@@ -3,7 +3,7 @@
 A session is a row (`OperatorSession`) whose random key only the browser's cookie holds (we keep its SHA-256).
 A request is signed in while that row exists and has not expired and the operator is not disabled, so ending
 a session is deleting its row: sign-out ends one, disabling an operator or resetting their password ends all
-of theirs, at once, wherever the cookie was copied to. Open sockets are closed too (`live`).
+of theirs, at once, wherever the cookie was copied to. Open sockets are closed too: `live` listens to the events.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import live
+from .. import events
 from ..extensions import db
 from ..models import Operator, OperatorSession, utcnow
-from . import Conflict, InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
+SESSION_KEY = "sk"  # the Flask session field holding the key of the operator's session row
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # hashing is deliberately slow: a megabyte "password" must not cost more than a guess
 MAX_NAME = 60
@@ -91,7 +92,7 @@ def disable_operator(name: str) -> Operator:
     _end_all_sessions(operator.id)
     db.session.commit()
     log.info("operator %d disabled", operator.id)
-    live.sign_out(str(operator.id))
+    events.announce(events.operator_signed_out, operator_id=str(operator.id))
     return operator
 
 
@@ -110,7 +111,7 @@ def reset_password(name: str, password: str) -> Operator:
     _end_all_sessions(operator.id)
     db.session.commit()
     log.info("operator %d password reset", operator.id)
-    live.sign_out(str(operator.id))
+    events.announce(events.operator_signed_out, operator_id=str(operator.id))
     return operator
 
 
@@ -189,7 +190,7 @@ def end_session(key: object) -> str | None:
     digest = key_hash(key)
     db.session.execute(delete(OperatorSession).where(OperatorSession.key_hash == digest))
     db.session.commit()
-    live.end_session(digest)
+    events.announce(events.session_ended, session_hash=digest)
     return digest
 
 

@@ -6,24 +6,24 @@ import logging
 
 from sqlalchemy import select
 
-from .. import live, outbox
+from .. import events
 from ..database import begin_write
 from ..extensions import db
-from ..models import Chat, Message, utcnow
+from ..models import Chat, Message
+from ..outbox import queue_message
 from ..proxy import mask_for_log
-from . import Conflict, NotFound
+from ..states import RESENDABLE, Direction, EndedReason, Status
+from .errors import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 
-RESENDABLE = frozenset({"failed", "expired", "rejected", "unconfirmed"})
-
 
 def _opted_out_side(chat: Chat) -> str | None:
-    if chat.ended_reason != "opt_out":
+    if chat.ended_reason != EndedReason.OPT_OUT:
         return None
     return db.session.scalar(
         select(Message.side)
-        .where(Message.chat_id == chat.id, Message.direction == "in", Message.status == "opt_out")
+        .where(Message.chat_id == chat.id, Message.direction == Direction.IN, Message.status == Status.OPT_OUT)
         .order_by(Message.id.desc())
         .limit(1)
     )
@@ -39,7 +39,7 @@ def resend_message(message_id: int, requested_by: str | None = None) -> Message:
     """
     begin_write()
     msg = db.session.get(Message, message_id)
-    if msg is None or msg.direction != "out":
+    if msg is None or msg.direction != Direction.OUT:
         raise NotFound(f"no outbound message with id {message_id}", field="id")
     if msg.status not in RESENDABLE:
         raise Conflict(
@@ -51,25 +51,20 @@ def resend_message(message_id: int, requested_by: str | None = None) -> Message:
         chat = db.session.get(Chat, msg.chat_id)
         if chat is not None and msg.side and _opted_out_side(chat) == msg.side:
             raise Conflict("the recipient opted out (STOP); nothing may be sent to them", field="id")
-    copy = Message(
-        direction="out",
-        kind=msg.kind,
-        side=msg.side,
-        chat_id=msg.chat_id,
-        from_number=msg.from_number,
-        to_number=msg.to_number,
+    copy = queue_message(
+        to=msg.to_number,
+        sender=msg.from_number,
         text=msg.text,
-        status="queued",
+        kind=msg.kind,
+        chat_id=msg.chat_id,
+        side=msg.side,
         source_id=msg.source_id,
-        next_attempt_at=utcnow(),
         meta={"resend_of": msg.id, "requested_by": requested_by},
     )
-    db.session.add(copy)
     db.session.flush()
     msg.meta = {**(msg.meta or {}), "resent_as": copy.id}
     db.session.commit()
     log.info("message %d resent as %d to %s", msg.id, copy.id, mask_for_log(copy.to_number))
-    live.message_added(copy.chat_id, copy.id)
-    live.message_status(msg.chat_id, msg.id, msg.status)
-    outbox.wake()
+    events.announce(events.message_added, chat_id=copy.chat_id, message_id=copy.id)
+    events.announce(events.message_status, chat_id=msg.chat_id, message_id=msg.id, status=msg.status)
     return copy

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from .. import live
+from .. import events
 from ..extensions import db
 from ..models import Chat, ProxyNumber
 from ..proxy import InvalidNumber, PoolEntry, mask_for_log, parse_number, region_of
-from . import Conflict, InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def add_number(raw: str, default_region: str) -> ProxyNumber:
     db.session.add(entry)
     db.session.commit()
     log.info("proxy number %s added to the pool", mask_for_log(number))
-    live.numbers_changed()
+    events.announce(events.numbers_changed)
     return entry
 
 
@@ -77,7 +77,7 @@ def remove_number(raw: str, default_region: str) -> str:
     db.session.delete(entry)
     db.session.commit()
     log.info("proxy number %s removed from the pool", mask_for_log(number))
-    live.numbers_changed()
+    events.announce(events.numbers_changed)
     return number
 
 

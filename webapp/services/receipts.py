@@ -1,44 +1,37 @@
 """Delivery receipts: update each sent part, and the message from its parts.
 
-Every receipt is stored (table `receipts`), known or not. A receipt whose Vonage id we never saw but whose
-`client-ref` names one of our messages proves that Vonage accepted that message: this is how a send whose
-answer was lost (connection dropped, worker killed) is reconciled instead of being sent twice (outbox.py).
+Every receipt is stored (table `receipts`), known or not. A receipt names its part by Vonage's id and, when
+we sent it, our message by `client-ref` ("m<id>"); the pair decides which of our messages it belongs to, so
+a gateway that repeats an id cannot mix two messages up. A receipt whose Vonage id we never saw but whose
+client-ref names one of our messages settles a send whose answer was lost (outbox/delivery.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
-from .. import live
+from .. import events
 from ..database import begin_write
 from ..extensions import db
 from ..models import Message, Receipt, SmsPart
-from ..proxy import segments
-from . import InvalidInput
+from ..outbox.delivery import (
+    RECEIPT_STATUSES,
+    absorb_receipts,
+    apply_part_status,
+    message_id_from_ref,
+    refresh_message_status,
+)
+from ..states import Direction, Status
+from .errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
-FINAL_FAILURES = ("failed", "expired", "rejected", "undelivered")
-FINAL = {"delivered", *FINAL_FAILURES}
-KNOWN = {"delivered", "accepted", "buffered", "unknown", *FINAL_FAILURES}
 # Message states in which a receipt carrying our client-ref settles an unresolved send.
-UNRESOLVED = {"queued", "unconfirmed"}
-CLIENT_REF_PREFIX = "m"
-
-
-def client_ref(message_id: int) -> str:
-    """The `client-ref` we send with a message; Vonage echoes it in every receipt for it."""
-    return f"{CLIENT_REF_PREFIX}{message_id}"
-
-
-def message_id_from_ref(ref: str | None) -> int | None:
-    if not ref or not ref.startswith(CLIENT_REF_PREFIX) or not ref[1:].isdigit() or len(ref) > 19:
-        return None
-    return int(ref[1:])
+UNRESOLVED = {Status.QUEUED, Status.UNCONFIRMED}
 
 
 @dataclass(frozen=True)
@@ -48,64 +41,6 @@ class ReceiptResult:
     status: str | None
 
 
-def message_status_from_parts(part_states: list[str], current: str, expected: int = 1) -> str:
-    """A message is delivered when all its parts are; failed as soon as one part finally fails."""
-    for state in FINAL_FAILURES:
-        if state in part_states:
-            return "failed" if state == "undelivered" else state
-    if part_states and len(part_states) >= expected and all(s == "delivered" for s in part_states):
-        return "delivered"
-    return current
-
-
-def apply_part_status(part: SmsPart, status: str, err_code: str | None) -> None:
-    """A final state is never replaced by a later non-final one (receipts can arrive out of order)."""
-    if part.status in FINAL and status not in FINAL:
-        return
-    part.status = status
-    part.error_code = err_code
-
-
-def expected_parts(msg: Message) -> int:
-    meta = msg.meta or {}
-    return int(meta.get("parts_expected") or segments(msg.text or ""))
-
-
-def refresh_message_status(msg: Message, current: str) -> str:
-    """The message's state from its parts (`current` when they decide nothing yet)."""
-    status = message_status_from_parts([p.status for p in msg.parts], current, expected_parts(msg))
-    if status in FINAL_FAILURES:
-        codes = sorted({p.error_code for p in msg.parts if p.status in FINAL_FAILURES and p.error_code})
-        msg.error = f"delivery {status} (err-code {', '.join(codes) or '?'})"
-    elif status in ("submitted", "delivered"):
-        msg.error = None
-    msg.status = status
-    return status
-
-
-def absorb_receipts(msg: Message, vonage_ids: Iterable[str] = ()) -> int:
-    """Attach stored receipts that belong to `msg` (by our client-ref, or by these Vonage ids) to its parts.
-
-    Returns how many parts the message has afterwards. Inside the caller's transaction.
-    """
-    ids = list(vonage_ids)
-    cond = Receipt.client_ref == client_ref(msg.id)
-    if ids:
-        cond = or_(cond, Receipt.vonage_id.in_(ids))
-    receipts = db.session.scalars(select(Receipt).where(cond, Receipt.part_id.is_(None)).order_by(Receipt.id))
-    parts = {p.vonage_id: p for p in msg.parts}
-    for receipt in receipts:
-        part = parts.get(receipt.vonage_id)
-        if part is None:
-            part = SmsPart(vonage_id=receipt.vonage_id, status="submitted")
-            msg.parts.append(part)
-            parts[receipt.vonage_id] = part
-        apply_part_status(part, receipt.status, receipt.err_code)
-        db.session.flush()
-        receipt.part_id = part.id
-    return len(parts)
-
-
 def _validate(params: Mapping[str, str]) -> tuple[str, str, str | None, str | None]:
     vonage_id = (params.get("messageId") or "").strip()
     if not vonage_id:
@@ -113,8 +48,8 @@ def _validate(params: Mapping[str, str]) -> tuple[str, str, str | None, str | No
     if len(vonage_id) > 64:
         raise InvalidInput("messageId is longer than 64 characters", field="messageId")
     status = (params.get("status") or "").strip().lower()
-    if status not in KNOWN:
-        raise InvalidInput(f"status must be one of {sorted(KNOWN)}", field="status")
+    if status not in RECEIPT_STATUSES:
+        raise InvalidInput(f"status must be one of {sorted(RECEIPT_STATUSES)}", field="status")
     err_code = (params.get("err-code") or "").strip()[:8] or None
     ref = (params.get("client-ref") or "").strip()[:100] or None
     return vonage_id, status, err_code, ref
@@ -123,7 +58,7 @@ def _validate(params: Mapping[str, str]) -> tuple[str, str, str | None, str | No
 def record_receipt(params: Mapping[str, str]) -> ReceiptResult:
     vonage_id, status, err_code, ref = _validate(params)
     begin_write()
-    part = db.session.scalar(select(SmsPart).where(SmsPart.vonage_id == vonage_id))
+    part = _part(vonage_id, message_id_from_ref(ref))
     receipt = Receipt(
         vonage_id=vonage_id,
         client_ref=ref,
@@ -146,14 +81,14 @@ def record_receipt(params: Mapping[str, str]) -> ReceiptResult:
         absorb_receipts(msg)
         log.info("message %d reconciled by a receipt carrying its client-ref", msg.id)
     before = msg.status
-    current = "submitted" if before in UNRESOLVED else before
+    current = Status.SUBMITTED if before in UNRESOLVED else before
     if current != before:
         msg.next_attempt_at = None
         msg.claimed_at = None
     new_status = refresh_message_status(msg, current)
     db.session.commit()
     if new_status != before:
-        live.message_status(msg.chat_id, msg.id, new_status)
+        events.announce(events.message_status, chat_id=msg.chat_id, message_id=msg.id, status=new_status)
     return ReceiptResult(True, msg.id, new_status)
 
 
@@ -167,6 +102,15 @@ def _reconcilable(ref: str | None) -> Message | None:
     if message_id is None:
         return None
     msg = db.session.get(Message, message_id, with_for_update=True)
-    if msg is None or msg.direction != "out" or msg.status == "sending":
+    if msg is None or msg.direction != Direction.OUT or msg.status == Status.SENDING:
         return None
     return msg
+
+
+def _part(vonage_id: str, message_id: int | None) -> SmsPart | None:
+    """The part a receipt names: by (our message, Vonage's id) when it carries our client-ref, else the
+    newest part with that Vonage id."""
+    query = select(SmsPart).where(SmsPart.vonage_id == vonage_id)
+    if message_id is not None:
+        query = query.where(SmsPart.message_id == message_id)
+    return db.session.scalar(query.order_by(SmsPart.id.desc()).limit(1))

@@ -3,9 +3,9 @@
 Most inbound webhooks are exactly this case, and the ORM unit of work cost ~4x the CPU of the rows it wrote
 (bench/ingest_profile.py). So the common case runs prebuilt Core statements: one routing SELECT that locks the
 chat row (PostgreSQL; SQLite's BEGIN IMMEDIATE holds the write lock already), the inbound INSERT deduplicated
-by `ON CONFLICT (provider_id) DO NOTHING RETURNING id`, the relay INSERT (the outbox row) and the chat's
+by `ON CONFLICT (provider_id) DO NOTHING RETURNING id`, the relay INSERT with its lane (outbox/queue.py) and the chat's
 activity UPDATE, all in the caller's transaction. Everything else (strangers, opt-out, empty texts, multipart
-sets) goes through the general path in inbound.py.
+sets) goes through the general path in inbound.py. The relay is queued through the outbox's writer.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .. import doorbell
 from ..extensions import db
 from ..models import Chat, Message, Route, utcnow
+from ..outbox import queue_row
 from ..proxy import is_opt_out
+from ..states import Direction, Kind, Status
 
 
 @dataclass(frozen=True)
 class Statements:
     route: Any
     inbound: Any
-    relay: Any
     touch: Any
 
 
@@ -42,9 +42,11 @@ def _statements(dialect: str) -> Statements:
             route=select(c.c.id, c.c.a_number, c.c.b_number)
             .join(r, r.c.chat_id == c.c.id)
             .where(r.c.real_number == bindparam("sender"), r.c.proxy_number == bindparam("proxy"))
-            .with_for_update(of=c),
+            # NO KEY UPDATE: serialises the texts of one chat, yet lets other transactions insert or
+            # update rows that merely reference the chat (their foreign-key check takes KEY SHARE), so a
+            # settle holding a lane never waits on a webhook holding the chat (docs/database.md)
+            .with_for_update(of=c, key_share=True),
             inbound=insert(m).on_conflict_do_nothing(index_elements=["provider_id"]).returning(m.c.id),
-            relay=m.insert(),
             touch=update(c)
             .where(c.c.id == bindparam("cid"))
             .values(last_activity_at=bindparam("now"), unread=c.c.unread + 1),
@@ -76,31 +78,28 @@ def try_relay(sender: str, proxy: str, text: str, provider_id: str | None) -> Fa
         st.inbound,
         {
             **common,
-            "direction": "in",
-            "kind": "sms",
+            "direction": Direction.IN,
+            "kind": Kind.SMS,
             "side": side,
             "from_number": sender,
             "to_number": proxy,
-            "status": "received",
+            "status": Status.RECEIVED,
             "provider_id": provider_id,
         },
     ).scalar()
     if message_id is None:
         return FastResult(None, row.id)
-    conn.execute(
-        st.relay,
+    queue_row(
+        conn,
         {
             **common,
-            "direction": "out",
-            "kind": "relay",
+            "kind": Kind.RELAY,
             "side": other,
             "from_number": proxy,
             "to_number": recipient,
-            "status": "queued",
             "source_id": message_id,
             "next_attempt_at": now,
         },
     )
     conn.execute(st.touch, {"cid": row.id, "now": now})
-    doorbell.ring(conn)
     return FastResult(message_id, row.id)

@@ -1,7 +1,7 @@
 """security: operator sessions, admin and disabled operators, auto-reply index
 
 Revision ID: 5e3c9a1f7b20
-Revises: cc4b01c384d0
+Revises: 5e1a7c0b9d21
 Create Date: 2026-11-28 09:00:00.000000
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '5e3c9a1f7b20'
-down_revision = 'cc4b01c384d0'
+down_revision = '5e1a7c0b9d21'
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,6 @@
-"""Running the outbox sender in the background: inside a web process, or as a process of its own."""
+"""What runs in the background of a process: the outbox worker, the PostgreSQL doorbell listener (wakes the
+worker when another process queued work) and the scheduled jobs. Started by every entry point (boot.py,
+`flask outbox work`), so each runs the same set."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 from .doorbell import Listener
+from .jobs import Scheduler
 from .logs import configure_logging
 from .outbox import Worker
 
@@ -17,19 +20,26 @@ log = logging.getLogger(__name__)
 
 
 class Background:
-    """The outbox worker thread plus, on PostgreSQL, the doorbell that wakes it from other processes."""
-
     def __init__(self, app: Flask) -> None:
         self.worker = Worker(app)
         self.listener = Listener(app)
+        self.scheduler = Scheduler(app)
 
     def start(self) -> None:
         self.worker.start()
         self.listener.start()
+        self.scheduler.start()
 
     def stop(self) -> None:
+        self.scheduler.stop()
         self.listener.stop()
         self.worker.stop()
+
+
+def start_background(app: Flask) -> Background:
+    background = Background(app)
+    background.start()
+    return background
 
 
 def run_outbox_worker(app: Flask) -> None:
@@ -38,8 +48,7 @@ def run_outbox_worker(app: Flask) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    background = Background(app)
-    background.start()
+    background = start_background(app)
     backend = make_url(app.config["SQLALCHEMY_DATABASE_URI"]).get_backend_name()
     log.info("outbox worker running (database: %s)", backend)
     stop.wait()

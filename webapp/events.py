@@ -1,0 +1,46 @@
+"""Domain events: what changed, by id, announced by services after they commit.
+
+A leaf module (blinker signals, as Flask uses for its own): it imports nothing from webapp, so services
+announce without knowing who listens. `live.py` subscribes and rings the dashboards; other listeners (event
+callbacks to the firm's backend, metrics) can subscribe the same way. A listener that raises never breaks
+the service that announced: `announce()` catches and logs it.
+
+Every signal is sent with keyword arguments only; the sender is always None.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from blinker import NamedSignal, Namespace
+
+log = logging.getLogger(__name__)
+
+_signals = Namespace()
+
+#: chat_id: a chat was created.
+chat_created = _signals.signal("chat-created")
+#: chat_id: a chat ended (by anyone, for any reason).
+chat_ended = _signals.signal("chat-ended")
+#: chat_id: a dispatcher read the chat (its unread marker was cleared).
+chat_read = _signals.signal("chat-read")
+#: chat_id (None for an unrouted text), message_id: a message was stored.
+message_added = _signals.signal("message-added")
+#: chat_id, message_id, status: a message's state changed.
+message_status = _signals.signal("message-status")
+#: (no arguments): the pool of proxy numbers changed.
+numbers_changed = _signals.signal("numbers-changed")
+#: operator_id: every session of an operator ended (disabled, password reset); their open sockets must close.
+operator_signed_out = _signals.signal("operator-signed-out")
+#: session_hash: one sign-in session ended (signed out); the sockets opened with it must close.
+session_ended = _signals.signal("session-ended")
+
+
+def announce(signal: NamedSignal, **data: Any) -> None:
+    """Send `signal` to its listeners; a failing listener is logged and never reaches the announcer."""
+    for receiver in signal.receivers_for(None):
+        try:
+            receiver(None, **data)
+        except Exception:
+            log.exception("listener of %s failed", signal.name)

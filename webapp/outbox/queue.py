@@ -1,0 +1,147 @@
+"""The only writer of outbound rows and of lanes: everything that puts a text on its way out comes here.
+
+An outbound message is a row in `messages` (direction `out`, status `queued`) plus its recipient's lane
+(`lanes`, models.Lane) made due. Keeping both writes in one module keeps the lane invariant in one place:
+
+    a lane that is not held by a worker is due (`due_at` set) exactly when it has a queued message, at that
+    message's `next_attempt_at`; the message it sends next is its oldest queued one (its head).
+
+Workers hold a lane while its head is being sent (claim.py) and release it when the send is settled
+(`release_lane`), which makes it due again at its next head. So texts to one person go out one at a time, in
+order, while texts to everyone else flow in parallel, and finding work never scans the queue.
+
+Callers own the transaction (on SQLite they have called `database.begin_write()`); after their commit this
+process's worker is woken, and on PostgreSQL the doorbell wakes workers in other processes (doorbell.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, case, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .. import doorbell
+from ..extensions import db
+from ..models import Lane, Message, UTCDateTime, clip, utcnow
+from ..states import Direction, Kind, Status
+
+_messages = Message.__table__
+_lanes = Lane.__table__
+_OPEN: dict[str, Any] = {}
+
+
+def _open_statement(dialect: str) -> Any:
+    """INSERT the lane due now, or make an existing idle lane due now (a held or already due lane is kept)."""
+    if dialect not in _OPEN:
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = insert(_lanes)
+        _OPEN[dialect] = stmt.on_conflict_do_update(
+            index_elements=["recipient"],
+            set_={
+                "due_at": case(
+                    (_lanes.c.leased_until.is_(None), func.coalesce(_lanes.c.due_at, stmt.excluded.due_at)),
+                    else_=_lanes.c.due_at,
+                )
+            },
+        )
+    return _OPEN[dialect]
+
+
+def open_lane(conn: Connection, recipient: str, due: datetime) -> None:
+    """The recipient's lane has a queued message due at `due`: make it due unless it is busy already."""
+    conn.execute(_open_statement(conn.dialect.name), {"recipient": recipient, "due_at": due})
+
+
+def queue_message(
+    *,
+    to: str,
+    sender: str,
+    text: str,
+    kind: Kind | str,
+    chat_id: int | None = None,
+    side: str | None = None,
+    source_id: int | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """Queue one SMS from `sender` (one of our proxy numbers) to `to`, in the caller's transaction."""
+    now = utcnow()
+    msg = Message(
+        direction=Direction.OUT,
+        kind=kind,
+        side=side,
+        chat_id=chat_id,
+        from_number=sender,
+        to_number=to,
+        text=text,
+        status=Status.QUEUED,
+        source_id=source_id,
+        next_attempt_at=now,
+        meta=meta,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(msg)
+    conn = db.session.connection()
+    open_lane(conn, to, now)
+    doorbell.queued(db.session)
+    return msg
+
+
+def queue_row(conn: Connection, row: dict[str, Any]) -> None:
+    """The hot path's version of `queue_message`: one prebuilt INSERT (services/relay.py).
+
+    `row` holds every column of the message except direction and status.
+    """
+    conn.execute(_messages.insert(), {**row, "direction": Direction.OUT, "status": Status.QUEUED})
+    open_lane(conn, row["to_number"], row["next_attempt_at"])
+    doorbell.queued(db.session)
+
+
+def requeue(msg: Message, error: str | None, **meta: Any) -> None:
+    """Put a message that left the queue (unconfirmed) back on it, due now, recording why in `error`."""
+    now = utcnow()
+    msg.status = Status.QUEUED
+    msg.next_attempt_at = now
+    msg.claimed_at = None
+    msg.error = clip(Message.error, error)
+    if meta:
+        msg.meta = {**(msg.meta or {}), **meta}
+    open_lane(db.session.connection(), msg.to_number, now)
+    doorbell.queued(db.session)
+
+
+def lock_lane(conn: Connection, recipient: str) -> None:
+    """Hold the recipient's lane row for this transaction (PostgreSQL; SQLite's writer lock already does).
+
+    Taken first by every transaction that settles or recovers a send, so an enqueue racing it is seen by the
+    `release_lane` that follows, and locks are always taken lane first, then message (no deadlock).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(_lanes.c.id).where(_lanes.c.recipient == recipient).with_for_update())
+
+
+def _head_due(recipient: str, now: datetime) -> Any:
+    return (
+        select(func.coalesce(_messages.c.next_attempt_at, literal(now, UTCDateTime())))
+        .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
+        .order_by(_messages.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def release_lane(conn: Connection, recipient: str, lease: datetime | None = None) -> None:
+    """A worker is done with the lane: it is due at its next head's time, or idle when nothing is queued.
+
+    `lease`: release only if the lane is still held by that lease (recovery may have taken it back and
+    another worker may hold it now). Callers take `lock_lane` first (PostgreSQL), so this statement sees
+    every message queued before.
+    """
+    stmt = update(_lanes).where(_lanes.c.recipient == recipient)
+    if lease is not None:
+        stmt = stmt.where(_lanes.c.leased_until == lease)
+    conn.execute(stmt.values(due_at=_head_due(recipient, utcnow()), leased_until=None))
