@@ -87,6 +87,7 @@ def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurren
         "TESTING": True, "SECRET_KEY": "bench",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
         "PROXY_NUMBERS": ",".join(PROXIES), "SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key",
+        "WEBHOOKS_ALLOW_UNSIGNED": True,
         "VONAGE_API_SECRET": "secret", "VONAGE_REST_HOST": fake.host, "VONAGE_TIMEOUT": 5,
         "VONAGE_MAX_SENDS_PER_SECOND": 2000.0, "OUTBOX_CONCURRENCY": concurrency,
         "OUTBOX_RETRY_BASE_SECONDS": 0.05, "OUTBOX_RETRY_CAP_SECONDS": 0.5, "OUTBOX_MAX_ATTEMPTS": 12,
