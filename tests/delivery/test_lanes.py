@@ -286,3 +286,24 @@ def test_a_huge_incomplete_multipart_set_is_relayed_and_stops_nothing(app, fake,
     assert MISSING_RUN_MARKER.format(first=2, last=100, total=100) in assembled  # one marker, not 99
     inbound = db.session.scalar(select(Message).where(Message.text.startswith("alone"), Message.direction == "in"))
     assert len(inbound.error) <= Message.error.type.length and "never arrived" in inbound.error
+
+
+def test_a_living_worker_renews_its_leases_and_recovery_leaves_them_alone(app, fake, chat):
+    queue(chat, "slow but alive")
+    [batch] = outbox.claim(5)
+    first = batch.lease_until
+    lane = db.session.scalar(select(Lane).where(Lane.recipient == B))
+    lane.leased_until = utcnow() + timedelta(milliseconds=500)  # about to run out
+    db.session.commit()
+    batch.lease_until = lane.leased_until
+    outbox.renew([batch])
+    assert batch.lease_until > first - timedelta(seconds=1)
+    db.session.expire_all()
+    assert db.session.scalar(select(Lane.leased_until).where(Lane.recipient == B)) == batch.lease_until
+    time.sleep(0.6)
+    assert outbox.recover_interrupted() == 0  # renewed: not taken from a living worker
+    stale = outbox.Batch(B, batch.jobs, first)  # a token that is no longer the lane's
+    outbox.renew([stale])
+    assert stale.lease_until == first
+    outbox.settle_batch(batch, outbox.send_batch(outbox.gateway(), outbox.rate_limiter(), batch, 5))
+    assert lanes_held() == 0 and [a["text"] for a in fake.accepted] == ["slow but alive"]

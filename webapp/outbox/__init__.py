@@ -10,7 +10,7 @@
 Guarantees and the states a message goes through: docs/delivery.md.
 """
 
-from .claim import Batch, Job, claim
+from .claim import Batch, Job, claim, renew
 from .queue import queue_message, queue_row, requeue
 from .recovery import reconcile_due, recover_interrupted
 from .sender import backoff, gateway, rate_limiter, send_batch, settle_batch
@@ -29,6 +29,7 @@ __all__ = [
     "rate_limiter",
     "reconcile_due",
     "recover_interrupted",
+    "renew",
     "requeue",
     "send_batch",
     "settle_batch",

@@ -44,9 +44,12 @@ class Job:
         return client_ref(self.message_id)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Batch:
-    """The messages a worker took from one lane, oldest first, and the lease it holds the lane by."""
+    """The messages a worker took from one lane, oldest first, and the lease it holds the lane by.
+
+    `lease_until` is also the lane's token: it moves forward when the worker renews the lease (`renew`).
+    """
 
     recipient: str
     jobs: tuple[Job, ...]
@@ -126,6 +129,30 @@ def claim(limit: int) -> list[Batch]:
         )
     db.session.commit()
     return batches
+
+
+def renew(batches: list[Batch]) -> None:
+    """Extend the leases of lanes still being sent, so a slow but living worker keeps them.
+
+    Only a lease still held by that token is extended; recovery (or a settle) may have ended it meanwhile.
+    """
+    if not batches:
+        return
+    begin_write()
+    conn = db.session.connection()
+    until = utcnow() + timedelta(seconds=lease_seconds())
+    renewed = []
+    for batch in batches:
+        moved = conn.execute(
+            update(_lanes)
+            .where(_lanes.c.recipient == batch.recipient, _lanes.c.leased_until == batch.lease_until)
+            .values(leased_until=until)
+        ).rowcount
+        if moved:
+            renewed.append(batch)
+    db.session.commit()
+    for batch in renewed:
+        batch.lease_until = until
 
 
 def next_due_in(now: datetime | None = None) -> float | None:

@@ -15,7 +15,7 @@ from flask import Flask, current_app
 
 from .. import wakeups
 from ..extensions import db
-from .claim import Batch, claim, next_due_in
+from .claim import Batch, claim, lease_seconds, next_due_in, renew
 from .sender import Outcome, gateway, rate_limiter, send_batch, settle_batch
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
     own = executor is None and workers > 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="outbox-send") if own else executor
     gw, limiter = gateway(), rate_limiter()
+    renew_every = lease_seconds() / 3
     done = 0
     try:
         if pool is None:
@@ -57,7 +58,14 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
                     failure = exc
             if not in_flight:
                 break
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            finished, _ = wait(in_flight, timeout=renew_every, return_when=FIRST_COMPLETED)
+            if not finished:  # sends still in flight: keep their lanes (a slow worker is not a dead one)
+                try:
+                    renew(list(in_flight.values()))
+                except Exception as exc:
+                    db.session.rollback()
+                    log.warning("outbox: renewing leases failed (%s)", type(exc).__name__)
+                continue
             for future in finished:
                 outcomes = future.result()
                 settle_batch(in_flight.pop(future), outcomes)
