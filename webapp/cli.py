@@ -12,6 +12,7 @@ from . import services
 from .background import run_outbox_worker
 from .outbox import drain_once
 from .startup import prepare_database
+from .states import Actor
 
 numbers = AppGroup("numbers", help="Manage the pool of proxy numbers.")
 
@@ -32,7 +33,7 @@ def numbers_add(number: tuple[str, ...]) -> None:
     _ready()
     for raw in number:
         try:
-            entry = services.add_number(raw, current_app.config["DEFAULT_REGION"])
+            entry = services.add_number(raw, current_app.config["DEFAULT_REGION"], actor=Actor.CLI)
         except services.ServiceError as exc:
             _fail(exc)
         click.echo(f"added {entry.number}")
@@ -44,7 +45,7 @@ def numbers_remove(number: str) -> None:
     """Remove a number; refused while it carries active chats."""
     _ready()
     try:
-        removed = services.remove_number(number, current_app.config["DEFAULT_REGION"])
+        removed = services.remove_number(number, current_app.config["DEFAULT_REGION"], actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"removed {removed}")
@@ -131,10 +132,39 @@ def operators_list() -> None:
         click.echo(f"{op.name}\tlast sign-in: {last}")
 
 
+retention = AppGroup("retention", help="Clearing old message texts (RETENTION_DAYS).")
+
+
+@retention.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be cleared; change nothing.")
+@click.option("--days", type=click.IntRange(min=1), help="Override RETENTION_DAYS for this run.")
+def retention_purge(dry_run: bool, days: int | None) -> None:
+    """Clear the texts of chats ended more than RETENTION_DAYS days ago (and of texts outside chats that
+    old), keeping who, when, states and the audit trail. Prints the counts."""
+    from .services.retention import count_due, purge
+
+    _ready()
+    days = days or int(current_app.config["RETENTION_DAYS"])
+    if days <= 0:
+        click.echo("RETENTION_DAYS is 0: texts are kept forever; nothing to purge (or pass --days N)")
+        return
+    if dry_run:
+        counts = count_due(days)
+        verb = "would clear"
+    else:
+        counts = purge(days, actor=Actor.CLI)
+        verb = "cleared"
+    click.echo(
+        f"{verb} {counts.messages} text(s) in {counts.chats} chat(s) ended more than {days} day(s) ago, "
+        f"and {counts.chatless} text(s) outside chats"
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(operators)
     app.cli.add_command(numbers)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(retention)
 
     @app.cli.command("init-db")
     def init_db() -> None:
