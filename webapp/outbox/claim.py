@@ -1,10 +1,12 @@
 """Claiming work: due lanes, not rows, so the cost of a claim does not grow with the backlog.
 
 One short transaction takes up to `limit` due lanes (`due_at <= now`, by index, oldest due first; on
-PostgreSQL `FOR UPDATE SKIP LOCKED`, so several workers never take one lane), holds each until
-`now + OUTBOX_LEASE_SECONDS`, and moves each lane's head from `queued` to `sending`. Per lane that is one
-indexed lookup of the head and one UPDATE, whatever is queued behind it. Nothing is sent inside the
-transaction; the HTTP calls happen after it commits (sender.py).
+PostgreSQL `FOR UPDATE SKIP LOCKED`, so several workers never take one lane), holds each until its lease
+runs out, and moves the lane's first due messages (up to OUTBOX_LANE_BATCH, oldest first, stopping at the
+first one not due yet) from `queued` to `sending`. Per lane that is one indexed lookup and one UPDATE,
+whatever is queued behind. Nothing is sent inside the transaction; the HTTP calls happen after it commits,
+one message after another within a lane (sender.py), so texts to one person keep their order while a busy
+conversation is not held to one database round trip per text.
 """
 
 from __future__ import annotations
@@ -35,10 +37,20 @@ class Job:
     text: str
     chat_id: int | None
     claimed_at: datetime
+    attempts: int = 0  # sends tried before this claim
 
     @property
     def client_ref(self) -> str:
         return client_ref(self.message_id)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The messages a worker took from one lane, oldest first, and the lease it holds the lane by."""
+
+    recipient: str
+    jobs: tuple[Job, ...]
+    lease_until: datetime
 
 
 def lease_seconds() -> float:
@@ -47,11 +59,13 @@ def lease_seconds() -> float:
     return max(float(cfg["OUTBOX_LEASE_SECONDS"]), float(cfg["VONAGE_TIMEOUT"]) + 2.0)
 
 
-def claim(limit: int) -> list[Job]:
-    """Take up to `limit` due lanes and return the sends to make, oldest due first."""
+def claim(limit: int) -> list[Batch]:
+    """Take up to `limit` due lanes and return what to send from each, oldest due lane first."""
+    per_lane = max(int(current_app.config["OUTBOX_LANE_BATCH"]), 1)
     begin_write()  # on SQLite: queue with this process's other writers (BEGIN IMMEDIATE)
     conn = db.session.connection()
     now = utcnow()
+    lease_until = now + timedelta(seconds=lease_seconds())
     due = (
         select(_lanes.c.id)
         .where(_lanes.c.due_at <= now)
@@ -63,38 +77,55 @@ def claim(limit: int) -> list[Job]:
     recipients = conn.execute(
         update(_lanes)
         .where(_lanes.c.id.in_(due), _lanes.c.due_at <= now)
-        .values(due_at=None, leased_until=now + timedelta(seconds=lease_seconds()))
+        .values(due_at=None, leased_until=lease_until)
         .returning(_lanes.c.recipient)
     ).scalars().all()
-    jobs: list[Job] = []
+    batches: list[Batch] = []
     for recipient in recipients:
-        head = conn.execute(
+        heads = conn.execute(
             select(_messages.c.id, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
-                   _messages.c.next_attempt_at)
+                   _messages.c.next_attempt_at, _messages.c.attempts)
             .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
             .order_by(_messages.c.id)
-            .limit(1)
-        ).first()
-        if head is not None and (head.next_attempt_at is None or head.next_attempt_at <= now):
-            taken = conn.execute(
+            .limit(per_lane)
+        ).all()
+        due_heads = []
+        for head in heads:
+            if head.next_attempt_at is not None and head.next_attempt_at > now:
+                break  # a retry waiting for its backoff: it and everything behind it wait
+            due_heads.append(head)
+        ids = [h.id for h in due_heads]
+        taken = set()
+        if ids:
+            taken = set(conn.execute(
                 update(_messages)
-                .where(_messages.c.id == head.id, _messages.c.status == Status.QUEUED)
+                .where(_messages.c.id.in_(ids), _messages.c.status == Status.QUEUED)
                 .values(status=Status.SENDING, claimed_at=now, updated_at=now)
-            ).rowcount
-            if taken == 1:
-                jobs.append(Job(head.id, recipient, head.from_number, head.text or "", head.chat_id, now))
-                continue
-        # nothing to send now after all (settled by a receipt meanwhile, or not due yet): back to its due time
+                .returning(_messages.c.id)
+            ).scalars())
+        jobs = []
+        for head in due_heads:
+            if head.id not in taken:
+                break  # settled by a receipt meanwhile: keep the order, send what came before only
+            jobs.append(Job(head.id, recipient, head.from_number, head.text or "", head.chat_id, now,
+                            head.attempts or 0))
+        if jobs:
+            if len(jobs) < len(taken):  # give back what was taken behind a gap
+                conn.execute(
+                    update(_messages)
+                    .where(_messages.c.id.in_(taken - {j.message_id for j in jobs}))
+                    .values(status=Status.QUEUED, claimed_at=None)
+                )
+            batches.append(Batch(recipient, tuple(jobs), lease_until))
+            continue
+        # nothing to send now after all (not due yet, or settled meanwhile): back to its due time
         conn.execute(
             update(_lanes)
             .where(_lanes.c.recipient == recipient)
-            .values(
-                due_at=None if head is None else (head.next_attempt_at or now),
-                leased_until=None,
-            )
+            .values(due_at=None if not heads else (heads[0].next_attempt_at or now), leased_until=None)
         )
     db.session.commit()
-    return jobs
+    return batches
 
 
 def next_due_in(now: datetime | None = None) -> float | None:

@@ -134,14 +134,14 @@ def _head_due(recipient: str, now: datetime) -> Any:
     )
 
 
-def release_lane(conn: Connection, recipient: str, now: datetime | None = None) -> None:
+def release_lane(conn: Connection, recipient: str, lease: datetime | None = None) -> None:
     """A worker is done with the lane: it is due at its next head's time, or idle when nothing is queued.
 
-    Callers take `lock_lane` first (PostgreSQL), so this statement sees every message queued before.
+    `lease`: release only if the lane is still held by that lease (recovery may have taken it back and
+    another worker may hold it now). Callers take `lock_lane` first (PostgreSQL), so this statement sees
+    every message queued before.
     """
-    now = now or utcnow()
-    conn.execute(
-        update(_lanes)
-        .where(_lanes.c.recipient == recipient)
-        .values(due_at=_head_due(recipient, now), leased_until=None)
-    )
+    stmt = update(_lanes).where(_lanes.c.recipient == recipient)
+    if lease is not None:
+        stmt = stmt.where(_lanes.c.leased_until == lease)
+    conn.execute(stmt.values(due_at=_head_due(recipient, utcnow()), leased_until=None))

@@ -48,7 +48,10 @@ def _statements(dialect: str) -> Statements:
             route=select(c.c.id, c.c.a_number, c.c.b_number, c.c.idle_timeout)
             .join(r, r.c.chat_id == c.c.id)
             .where(r.c.real_number == bindparam("sender"), r.c.proxy_number == bindparam("proxy"))
-            .with_for_update(of=c),
+            # NO KEY UPDATE: serialises the texts of one chat, yet lets other transactions insert or
+            # update rows that merely reference the chat (their foreign-key check takes KEY SHARE), so a
+            # settle holding a lane never waits on a webhook holding the chat (docs/database.md)
+            .with_for_update(of=c, key_share=True),
             inbound=insert(m).on_conflict_do_nothing(index_elements=["provider_id"]).returning(m.c.id),
             touch=update(c)
             .where(c.c.id == bindparam("cid"))
