@@ -4,8 +4,8 @@ Revision ID: 7a3d2e9c4b10
 Revises: 5e1a7c0b9d21
 Create Date: 2026-11-30 10:00:00
 
-Partial indexes let the expiry and retention jobs find their rows without looking at the rest: active chats
-by deadline, ended chats whose texts are kept, texts outside any chat whose bodies are kept.
+Indexes let the expiry and retention jobs find their rows without looking at the rest: active chats by
+deadline, ended chats whose texts are kept, and (partial) texts outside any chat whose bodies are kept.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -16,8 +16,6 @@ down_revision = '5e1a7c0b9d21'
 branch_labels = None
 depends_on = None
 
-ACTIVE = "status = 'active'"
-ENDED_UNPURGED = "status = 'ended' AND purged_at IS NULL"
 CHATLESS_UNPURGED = "chat_id IS NULL AND purged_at IS NULL"
 
 
@@ -48,23 +46,16 @@ def upgrade():
         batch_op.add_column(sa.Column('idle_timeout', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('idle_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('purged_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_chats_status_expires_at', ['status', 'expires_at'], unique=False)
+        batch_op.create_index('ix_chats_status_idle_at', ['status', 'idle_at'], unique=False)
         batch_op.create_index(
-            'ix_chats_active_expires_at', ['expires_at'], unique=False,
-            postgresql_where=sa.text(ACTIVE), sqlite_where=sa.text(ACTIVE),
-        )
-        batch_op.create_index(
-            'ix_chats_active_idle_at', ['idle_at'], unique=False,
-            postgresql_where=sa.text(ACTIVE), sqlite_where=sa.text(ACTIVE),
-        )
-        batch_op.create_index(
-            'ix_chats_ended_unpurged', ['ended_at'], unique=False,
-            postgresql_where=sa.text(ENDED_UNPURGED), sqlite_where=sa.text(ENDED_UNPURGED),
+            'ix_chats_status_purged_ended', ['status', 'purged_at', 'ended_at'], unique=False
         )
 
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('purged_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index(
-            'ix_messages_chatless_unpurged', ['created_at'], unique=False,
+            'ix_messages_chatless_unpurged', ['chat_id', 'purged_at', 'created_at'], unique=False,
             postgresql_where=sa.text(CHATLESS_UNPURGED), sqlite_where=sa.text(CHATLESS_UNPURGED),
         )
 
@@ -75,9 +66,9 @@ def downgrade():
         batch_op.drop_column('purged_at')
 
     with op.batch_alter_table('chats', schema=None) as batch_op:
-        batch_op.drop_index('ix_chats_ended_unpurged')
-        batch_op.drop_index('ix_chats_active_idle_at')
-        batch_op.drop_index('ix_chats_active_expires_at')
+        batch_op.drop_index('ix_chats_status_purged_ended')
+        batch_op.drop_index('ix_chats_status_idle_at')
+        batch_op.drop_index('ix_chats_status_expires_at')
         batch_op.drop_column('purged_at')
         batch_op.drop_column('idle_at')
         batch_op.drop_column('idle_timeout')

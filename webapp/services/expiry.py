@@ -1,7 +1,7 @@
 """Ending chats at their deadline: the time limit (`expires_at`) or the idle deadline (`idle_at`).
 
-Run every few seconds by the job `expire-chats` (jobs.py). Due chats are found through partial indexes on
-active chats only (models.Chat), so a run costs the same whatever the history; each is ended in its own
+Run every few seconds by the job `expire-chats` (jobs.py). Due chats are found by index ((status, expires_at)
+and (status, idle_at), models.Chat), so a run costs what it ends, whatever the history; each is ended in its own
 transaction through `close_chat` (routes freed, end notice to both parties from the proxy number, audit
 record), then `events.chat_ended` is announced. A chat that fails is logged, skipped for a while and reported
 (the job then shows as failing on /healthz); the others are ended regardless.
@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import literal_column, select
+from sqlalchemy import select
 
 from .. import events
 from ..database import begin_write
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 BATCH = 200  # chats looked up per query
 MAX_ROUNDS = 25  # batches per run at most, so one run ends (the next picks up the rest)
 RETRY_FAILED_AFTER = 60.0  # seconds a chat that failed to end is left alone
-# A literal, not a bound parameter, so both databases can prove the partial index's predicate.
-_ACTIVE = literal_column("'active'")
 
 
 class ExpiryIncomplete(RuntimeError):
@@ -59,7 +57,7 @@ def due_chat_ids(now: datetime, limit: int = BATCH, skip: set[int] | frozenset[i
     for column in (Chat.expires_at, Chat.idle_at):
         query = (
             select(Chat.id, column)
-            .where(Chat.status == _ACTIVE, column <= now)
+            .where(Chat.status == ChatStatus.ACTIVE, column <= now)
             .order_by(column)
             .limit(limit + len(skip))
         )
@@ -75,7 +73,7 @@ def _end_one(chat_id: int, now: datetime) -> bool:
     chat = db.session.scalars(
         select(Chat)
         .where(Chat.id == chat_id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
         .execution_options(populate_existing=True)
     ).first()
     reason = reason_due(chat, now) if chat is not None and chat.status == ChatStatus.ACTIVE else None

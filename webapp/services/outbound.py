@@ -43,7 +43,7 @@ def send_operator_message(chat_id: int, to: object, text: object, actor: str) ->
     """
     sides, body = validate_operator_message(to, text)
     begin_write()
-    chat = db.session.get(Chat, chat_id, with_for_update=True, populate_existing=True)
+    chat = db.session.get(Chat, chat_id, with_for_update={"key_share": True}, populate_existing=True)
     if chat is None:
         raise NotFound(f"no chat with id {chat_id}", field="id")
     if chat.status != ChatStatus.ACTIVE:

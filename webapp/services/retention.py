@@ -6,8 +6,9 @@ trail. Texts that never belonged to a chat (unrouted texts, auto-replies, STOP/S
 N days after they arrived. The parts of a multipart text held on their way in are cleared with it.
 
 Run daily by the job `purge-old-texts` (jobs.py) and on demand by `flask retention purge [--dry-run]`. Rows
-are found through partial indexes that hold only what is still to clear, in batches, each its own
-transaction, so a run costs what it clears, not what was cleared before.
+are found by indexes that lead to what is still to clear ((status, purged_at, ended_at) on chats, a partial
+one on texts outside chats), in batches, each its own transaction, so a run costs what it clears, not what
+was cleared before.
 """
 
 from __future__ import annotations
@@ -17,19 +18,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Select, func, literal_column, select, update
+from sqlalchemy import Select, func, select, update
 
 from .. import audit
 from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, HeldPart, Message, utcnow
-from ..states import Action, Actor
+from ..states import Action, Actor, ChatStatus
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# Literals, not bound parameters, so both databases can prove the partial indexes' predicates.
-_ENDED = literal_column("'ended'")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ def _due_chats(cutoff: datetime, limit: int) -> list[int]:
     return list(
         db.session.scalars(
             select(Chat.id)
-            .where(Chat.status == _ENDED, Chat.purged_at.is_(None), Chat.ended_at < cutoff)
+            .where(Chat.status == ChatStatus.ENDED, Chat.purged_at.is_(None), Chat.ended_at < cutoff)
             .order_by(Chat.ended_at)
             .limit(limit)
         )
@@ -85,13 +84,13 @@ def count_due(days: int, now: datetime | None = None) -> PurgeCounts:
     cutoff = (now or utcnow()) - timedelta(days=days)
     chats = (
         select(Chat.id)
-        .where(Chat.status == _ENDED, Chat.purged_at.is_(None), Chat.ended_at < cutoff)
+        .where(Chat.status == ChatStatus.ENDED, Chat.purged_at.is_(None), Chat.ended_at < cutoff)
         .scalar_subquery()
     )
     n_chats = db.session.scalar(
         select(func.count())
         .select_from(Chat)
-        .where(Chat.status == _ENDED, Chat.purged_at.is_(None), Chat.ended_at < cutoff)
+        .where(Chat.status == ChatStatus.ENDED, Chat.purged_at.is_(None), Chat.ended_at < cutoff)
     )
     n_messages = db.session.scalar(
         select(func.count()).select_from(Message).where(Message.chat_id.in_(chats), Message.purged_at.is_(None))
