@@ -124,3 +124,52 @@ def unpoison(name: str, table: str) -> None:
     else:
         db.session.execute(text(f"DROP TRIGGER {name}"))
     db.session.commit()
+
+
+def bulk_history(chats: int = 3000, messages_per_chat: int = 2, active: int = 1000) -> None:
+    """A realistic history for query plans: many ended (and already purged) chats, their texts, purged texts
+    outside chats, and active chats whose deadlines are a day away; then ANALYZE, so the planner judges as
+    it would in production."""
+    from datetime import timedelta
+
+    from webapp.models import Chat, Message, utcnow
+
+    now = utcnow()
+    old = now - timedelta(days=400)
+    chat_rows = [
+        {"a_number": f"+4477009{i:05d}", "b_number": f"+4477008{i:05d}", "proxy_number": "+447700900001",
+         "status": "ended", "ended_reason": "api", "created_at": old, "ended_at": old, "last_activity_at": old,
+         "expires_at": old, "idle_at": None, "purged_at": old, "unread": 0}
+        for i in range(chats)
+    ]
+    db.session.execute(Chat.__table__.insert(), chat_rows)
+    later = now + timedelta(days=1)
+    chat_rows = [
+        {"a_number": f"+4477007{i:05d}", "b_number": f"+4477006{i:05d}", "proxy_number": "+447700900002",
+         "status": "active", "created_at": now, "last_activity_at": now, "expires_at": later,
+         "idle_timeout": 86400, "idle_at": later, "unread": 0}
+        for i in range(active)
+    ]
+    db.session.execute(Chat.__table__.insert(), chat_rows)
+    first = db.session.scalar(text("SELECT MIN(id) FROM chats WHERE purged_at IS NOT NULL"))
+    message_rows = [
+        {"chat_id": (first + i // messages_per_chat) if i % 5 else None, "direction": "in", "kind": "sms",
+         "from_number": "+447700900123", "to_number": "+447700900001", "text": "(removed after 30 days)",
+         "status": "received", "attempts": 0, "created_at": old, "updated_at": old, "purged_at": old}
+        for i in range(chats * messages_per_chat)
+    ]
+    db.session.execute(Message.__table__.insert(), message_rows)
+    db.session.commit()
+    with db.engine.connect() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+
+
+def plan(sql: str, **params: Any) -> str:
+    """The database's plan for `sql`, as text (PostgreSQL's EXPLAIN, SQLite's EXPLAIN QUERY PLAN)."""
+    if db.engine.dialect.name == "postgresql":
+        out = "\n".join(db.session.scalars(text("EXPLAIN " + sql), params))
+    else:
+        out = "\n".join(str(r[-1]) for r in db.session.execute(text("EXPLAIN QUERY PLAN " + sql), params))
+    db.session.rollback()
+    return out
