@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .extensions import db
 from .models import AuditEvent, clip
 
-MAX_LIMIT = 500
+MAX_LIMIT = 1000
 
 
 def record(actor: str | None, action: str, chat_id: int | None = None, detail: str | None = None) -> AuditEvent:

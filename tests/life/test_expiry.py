@@ -230,3 +230,26 @@ def test_proxies_are_shared_so_expiry_frees_capacity(api, pair, app):
     assert run_once(app, ["expire-chats"]) == {"expire-chats": True}
     again = api("post", "/api/chats", json={"a": A, "b": "+447700900777"})
     assert again.status_code == 201 and again.json["proxy_number"] in PROXIES
+
+
+def test_the_dashboard_shows_time_left_and_the_pair_form_offers_the_choices(dispatcher, pair):
+    chat = pair(A, B, expires_in=7200, idle_timeout=1800)
+    header = dispatcher.get(f"/chats/{chat['id']}/header").text
+    assert "Time limit: ends" in header
+    assert "in 1 h 59 min" in header or "in 2 h 00 min" in header
+    assert "unless someone texts (after 30 minutes of quiet)" in header
+    assert f'data-deadline="{chat["expires_at"]}"' in header
+    row = dispatcher.get("/fragments/chats").text
+    assert "ends <span data-deadline=" in row and "in 29 min" in row  # the sooner one: the idle deadline
+    form = dispatcher.get("/").text
+    assert 'name="expires_in"' in form and '<option value="7200"' in form and "2 hours" in form
+    assert 'name="idle_timeout"' in form and '<option value="1800"' in form and "30 minutes" in form
+
+
+def test_an_expired_chat_says_so_on_its_page(dispatcher, pair, app):
+    chat = pair(A, B, idle_timeout=1800)
+    _make_due(chat["id"], "idle_at")
+    run_once(app, ["expire-chats"])
+    header = dispatcher.get(f"/chats/{chat['id']}/header").text
+    assert "ended · ended after 30 minutes without texts" in header
+    assert 'id="time-left"' not in header
