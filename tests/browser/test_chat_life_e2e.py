@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -124,9 +125,9 @@ def test_export_downloads_the_transcript(dashboard, server):
         page.click("#export-transcript")
     download = info.value
     assert download.suggested_filename == f"chat-{chat['id']}-transcript.csv"
-    rows = list(csv.reader(io.StringIO(open(download.path(), encoding="utf-8").read())))
+    rows = list(csv.reader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
     assert rows[0] == ["time", "direction", "kind", "side", "label", "text", "status"]
-    assert ["inbound", "sms", "a", "Customer", "Export me", "received"] == rows[3][1:]
+    assert rows[3][1:] == ["inbound", "sms", "a", "Customer", "Export me", "received"]
 
 
 def test_the_activity_page_names_who_did_what(dashboard, server):
