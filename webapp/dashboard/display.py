@@ -64,16 +64,13 @@ def ended_text(chat: Chat) -> str:
 
 
 def duration(seconds: int | float | None) -> str:
-    """`90` -> "2 minutes", `3600` -> "1 hour", `259200` -> "3 days" (rounded to the largest whole unit)."""
+    """`3600` -> "1 hour", `5400` -> "1.5 hours", `259200` -> "3 days", `45` -> "45 seconds"."""
     seconds = int(seconds or 0)
     for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size and (seconds % size == 0 or size == 60):
-            n = round(seconds / size)
-            return f"{n} {unit}{'' if n == 1 else 's'}"
         if seconds >= size:
-            n = seconds / size
-            return f"{n:.1f} {unit}s"
-    return f"{seconds} seconds"
+            n = round(seconds / size, 1)
+            return f"{n:g} {unit}{'' if n == 1 else 's'}"
+    return f"{seconds} second{'' if seconds == 1 else 's'}"
 
 
 def time_left(when: datetime | None, now: datetime | None = None) -> str:
