@@ -73,7 +73,8 @@ def test_an_ambiguous_send_does_not_hold_the_conversation(app, fake, chat):
     assert lanes_held() == 0
 
 
-def test_an_unconfirmed_send_without_receipt_is_sent_again_and_shown_as_resent(app, fake, chat):
+def test_an_unconfirmed_send_without_receipt_is_sent_again_and_shown_as_resent(app, fake, chat, client,
+                                                                               api_headers):
     fake.faults = Faults(drop=1.0)  # the connection closed before Vonage took it
     msg = queue(chat, "lost in transit")
     outbox.drain_once()
@@ -87,6 +88,9 @@ def test_an_unconfirmed_send_without_receipt_is_sent_again_and_shown_as_resent(a
     msg = reload(msg)
     assert msg.status == "submitted" and msg.meta["auto_resent"] == 1
     assert [a["text"] for a in fake.accepted] == ["lost in transit"]
+    shown = client.get(f"/api/chats/{chat.id}", headers=api_headers).get_json()
+    [api_msg] = [m for m in shown["messages"] if m["id"] == msg.id]
+    assert api_msg["resent"] == 1 and api_msg["status"] == "submitted"
 
 
 def test_a_retry_keeps_its_place_in_the_lane(app, fake, chat):

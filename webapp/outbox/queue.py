@@ -79,11 +79,12 @@ def queue_message(
         status=Status.QUEUED,
         source_id=source_id,
         next_attempt_at=now,
-        meta=meta,
         attempts=0,
         created_at=now,
         updated_at=now,
     )
+    if meta is not None:  # left unset otherwise: SQL NULL, not a JSON null
+        msg.meta = meta
     db.session.add(msg)
     conn = db.session.connection()
     open_lane(conn, to, now)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from .. import events
 from ..database import begin_write
@@ -181,40 +181,67 @@ def _still_ours(msg: Message, job: Job) -> bool:
     return msg.status == Status.SENDING and msg.claimed_at == job.claimed_at
 
 
-def _settle_accepted(conn: Connection, job: Job, result: SendResult) -> bool:
-    """The common case in a few prebuilt statements: a first send Vonage accepted, no receipt ahead of it.
+class _Prebuilt:
+    """Statements of the settle path, built once: building a statement costs more CPU than running it."""
+
+    def __init__(self) -> None:
+        m, r = _messages, _receipts
+        self.early = select(r.c.client_ref, r.c.vonage_id).where(
+            or_(r.c.client_ref.in_(bindparam("refs", expanding=True)),
+                r.c.vonage_id.in_(bindparam("vids", expanding=True))),
+            r.c.part_id.is_(None),
+        )
+        self.accept = (
+            update(m)
+            .where(m.c.id == bindparam("m_id"), m.c.status == Status.SENDING,
+                   m.c.claimed_at == bindparam("m_claimed"), m.c.attempts == 0, m.c.meta.is_(None))
+            .values(status=Status.SUBMITTED, attempts=bindparam("m_tries"), claimed_at=None, error=None,
+                    next_attempt_at=None, meta=bindparam("m_meta", type_=m.c.meta.type),
+                    updated_at=bindparam("m_now"))
+        )
+        self.parts = _parts.insert()
+        self.unclaim = (
+            update(m)
+            .where(m.c.id == bindparam("m_id"), m.c.status == Status.SENDING,
+                   m.c.claimed_at == bindparam("m_claimed"))
+            .values(status=Status.QUEUED, claimed_at=None)
+        )
+
+
+_PREBUILT: _Prebuilt | None = None
+
+
+def _prebuilt() -> _Prebuilt:
+    global _PREBUILT
+    if _PREBUILT is None:
+        _PREBUILT = _Prebuilt()
+    return _PREBUILT
+
+
+def _receipts_ahead(conn: Connection, outcomes: list[Outcome]) -> set[int]:
+    """Messages of the batch that a stored receipt already names (it raced the send's answer)."""
+    accepted = [(job, result) for job, result in outcomes if result is not None and result.ok]
+    if not accepted:
+        return set()
+    by_ref = {job.client_ref: job.message_id for job, _ in accepted}
+    by_vid = {v: job.message_id for job, result in accepted for v in result.message_ids}
+    rows = conn.execute(_prebuilt().early, {"refs": list(by_ref), "vids": list(by_vid) or [""]}).all()
+    return {by_ref.get(ref) or by_vid.get(vid) for ref, vid in rows} - {None}
+
+
+def _settle_accepted(conn: Connection, job: Job, result: SendResult, now: datetime) -> bool:
+    """The common case in two prebuilt statements: a first send Vonage accepted, no receipt ahead of it.
 
     False (nothing written) when anything is unusual; `_settle_general` then handles it through the ORM.
     """
     if not result.ok or not result.message_ids:
         return False
-    early = conn.execute(
-        select(_receipts.c.id)
-        .where(
-            or_(_receipts.c.client_ref == job.client_ref, _receipts.c.vonage_id.in_(result.message_ids)),
-            _receipts.c.part_id.is_(None),
-        )
-        .limit(1)
-    ).first()
-    if early is not None:
-        return False
-    now = utcnow()
-    updated = conn.execute(
-        update(_messages)
-        .where(
-            _messages.c.id == job.message_id,
-            _messages.c.status == Status.SENDING,
-            _messages.c.claimed_at == job.claimed_at,
-            _messages.c.attempts == 0,
-            _messages.c.meta.is_(None),
-        )
-        .values(status=Status.SUBMITTED, attempts=result.tries, claimed_at=None, error=None, next_attempt_at=None,
-                meta={"parts_expected": len(result.message_ids)}, updated_at=now)
-    ).rowcount
-    if updated != 1:
+    params = {"m_id": job.message_id, "m_claimed": job.claimed_at, "m_tries": result.tries,
+              "m_meta": {"parts_expected": len(result.message_ids)}, "m_now": now}
+    if conn.execute(_prebuilt().accept, params).rowcount != 1:
         return False
     conn.execute(
-        _parts.insert(),
+        _prebuilt().parts,
         [{"message_id": job.message_id, "vonage_id": v, "status": Status.SUBMITTED, "updated_at": now}
          for v in dict.fromkeys(result.message_ids)],
     )
@@ -232,21 +259,11 @@ def _settle_general(job: Job, result: SendResult) -> str:
     return status
 
 
-def _unclaim(conn: Connection, job: Job) -> str:
-    """Not sent after all (the batch stopped before it): back to queued, untouched."""
-    conn.execute(
-        update(_messages)
-        .where(_messages.c.id == job.message_id, _messages.c.status == Status.SENDING,
-               _messages.c.claimed_at == job.claimed_at)
-        .values(status=Status.QUEUED, claimed_at=None)
-    )
-    return Status.QUEUED
-
-
-def _record(conn: Connection, job: Job, result: SendResult | None) -> str:
-    if result is None:
-        return _unclaim(conn, job)
-    if _settle_accepted(conn, job, result):
+def _record(conn: Connection, job: Job, result: SendResult | None, raced: set[int], now: datetime) -> str:
+    if result is None:  # not sent after all (the batch stopped before it): back to queued, untouched
+        conn.execute(_prebuilt().unclaim, {"m_id": job.message_id, "m_claimed": job.claimed_at})
+        return Status.QUEUED
+    if job.message_id not in raced and _settle_accepted(conn, job, result, now):
         return Status.SUBMITTED
     return _settle_general(job, result)
 
@@ -256,7 +273,8 @@ def _settle_together(batch: Batch, outcomes: list[Outcome]) -> list[str]:
     begin_write()
     conn = db.session.connection()
     lock_lane(conn, batch.recipient)
-    states = [_record(conn, job, result) for job, result in outcomes]
+    raced, now = _receipts_ahead(conn, outcomes), utcnow()
+    states = [_record(conn, job, result, raced, now) for job, result in outcomes]
     release_lane(conn, batch.recipient, lease=batch.lease_until)
     db.session.commit()
     return states
@@ -268,7 +286,7 @@ def _settle_alone(batch: Batch, job: Job, result: SendResult | None) -> str:
         begin_write()
         conn = db.session.connection()
         lock_lane(conn, batch.recipient)
-        status = _record(conn, job, result)
+        status = _record(conn, job, result, _receipts_ahead(conn, [(job, result)]), utcnow())
         db.session.commit()
         return status
     except Exception as exc:
