@@ -87,6 +87,7 @@ def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurren
         "TESTING": True, "SECRET_KEY": "bench",
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
         "PROXY_NUMBERS": ",".join(PROXIES), "SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key",
+        "WEBHOOKS_ALLOW_UNSIGNED": True,
         "VONAGE_API_SECRET": "secret", "VONAGE_REST_HOST": fake.host, "VONAGE_TIMEOUT": 5,
         "VONAGE_MAX_SENDS_PER_SECOND": 2000.0, "OUTBOX_CONCURRENCY": concurrency,
         "OUTBOX_RETRY_BASE_SECONDS": 0.05, "OUTBOX_RETRY_CAP_SECONDS": 0.5, "OUTBOX_MAX_ATTEMPTS": 12,
@@ -150,8 +151,13 @@ def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurren
     elapsed = time.monotonic() - started
     got = Counter(a["text"] for a in fake.accepted)
     all_texts = [t for texts in expected.values() for t in texts]
+    # Order is promised among sends whose outcome was known: an ambiguous one (the connection dropped) leaves its
+    # lane at once and may arrive later, after a reconciliation window (docs/delivery.md).
+    ambiguous = {r["params"].get("text") for r in fake.requests if r["outcome"] in ("drop", "drop-after-accept")}
     out_of_order = sum(
-        1 for to, texts in expected.items() if [a["text"] for a in fake.accepted if a["to"] == to] != texts
+        1 for to, texts in expected.items()
+        if [a["text"] for a in fake.accepted if a["to"] == to and a["text"] not in ambiguous]
+        != [t for t in texts if t not in ambiguous]
     )
     outcomes = Counter(r["outcome"] for r in fake.requests)
     return {
@@ -161,6 +167,7 @@ def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurren
         "duplicated": sum(1 for t in all_texts if got[t] > 1),
         "lost": sum(1 for t in all_texts if got[t] == 0),
         "recipients_out_of_order": out_of_order,
+        "ambiguous_sends": len(ambiguous),
         "failed_in_app": failed,
         "requests_to_fake": len(fake.requests),
         "fake_outcomes": dict(outcomes),

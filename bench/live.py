@@ -41,6 +41,7 @@ def operator_cookie(url: str) -> str:
     """A signed Flask-Login session for a new operator (as tests/scale/live_client.py does)."""
     from webapp.extensions import db
     from webapp.models import Operator
+    from webapp.services.operators import start_session
 
     app = app_for(url)
     with app.app_context():
@@ -48,9 +49,11 @@ def operator_cookie(url: str) -> str:
         db.session.add(op)
         db.session.commit()
         op_id = op.id
+        key = start_session(op)  # a server-side session row, as a sign-in makes
         db.session.remove()
         db.engine.dispose()
-    return app.session_interface.get_signing_serializer(app).dumps({"_user_id": str(op_id), "_fresh": True})
+    serializer = app.session_interface.get_signing_serializer(app)
+    return serializer.dumps({"_user_id": str(op_id), "_fresh": True, "sk": key})
 
 
 def find_chat_id(payload) -> int | None:

@@ -25,7 +25,7 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
-TOKEN, NAME, PASSWORD = "bench-token", "bench", "bench-password"
+TOKEN, NAME, PASSWORD = "bench-token-0123456789abcdef0123456789", "bench", "bench-password"
 
 
 def _port() -> int:

@@ -34,6 +34,7 @@ def run(n: int = 300, rate: float = 30.0, latency: float = 0.15, concurrency: in
                 "TESTING": True, "SECRET_KEY": "bench",
                 "SQLALCHEMY_DATABASE_URI": f"sqlite:///{workdir / 'bench.db'}",
                 "PROXY_NUMBERS": ",".join(PROXIES), "SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key",
+                "WEBHOOKS_ALLOW_UNSIGNED": True,
                 "VONAGE_API_SECRET": "secret", "VONAGE_REST_HOST": fake.host, "VONAGE_TIMEOUT": 5,
                 "VONAGE_MAX_SENDS_PER_SECOND": rate, "OUTBOX_CONCURRENCY": concurrency,
             })

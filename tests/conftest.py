@@ -30,7 +30,7 @@ from flask import Flask, g
 from webapp import create_app, prepare_database
 from webapp.extensions import db
 
-API_TOKEN = "test-token-123"
+API_TOKEN = "test-token-0123456789abcdef0123456789"
 PROXIES = ["+447700900001", "+447700900002", "+447700900003"]
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

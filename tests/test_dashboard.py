@@ -279,7 +279,8 @@ def test_simulator_refuses_bad_input(client):
 
 
 @pytest.mark.parametrize(
-    "app_overrides", [{"SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "k", "VONAGE_API_SECRET": "s"}]
+    "app_overrides",
+    [{"SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "k", "VONAGE_API_SECRET": "s", "WEBHOOK_TOKEN": "t" * 32}],
 )
 def test_simulator_exists_only_with_the_simulated_gateway(client):
     assert client.get("/simulator/").status_code == 404

@@ -13,6 +13,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 A, B = "+447700900111", "+447700900222"
+TOKEN = "server-test-token-0123456789abcdef0123"
 
 
 def free_port() -> int:
@@ -60,10 +61,10 @@ def stop(proc: subprocess.Popen) -> str:
 
 def test_python_m_webapp_serves_the_whole_flow(tmp_path):
     proc, base = start_server(
-        tmp_path, API_TOKEN="tok", PROXY_NUMBERS="+447700900001", LOG_LEVEL="INFO"
+        tmp_path, API_TOKEN=TOKEN, PROXY_NUMBERS="+447700900001", LOG_LEVEL="INFO"
     )
     try:
-        auth = {"Authorization": "Bearer tok"}
+        auth = {"Authorization": f"Bearer {TOKEN}"}
         health = requests.get(base + "/healthz").json()
         assert health["status"] == "ok" and health["gateway"] == "simulated"
         assert {"recover-interrupted-sends", "reconcile-unconfirmed-sends"} <= set(health["jobs"])

@@ -30,6 +30,7 @@ def vonage_app(tmp_path, fake):
         app_config(
             tmp_path,
             SMS_GATEWAY="vonage",
+            WEBHOOKS_ALLOW_UNSIGNED=True,
             VONAGE_API_KEY="key",
             VONAGE_API_SECRET="secret",
             VONAGE_REST_HOST=fake.host,
@@ -145,7 +146,10 @@ def test_vonage_gateway_without_credentials_refuses_to_start(tmp_path):
 
 def test_gateway_defaults_to_vonage_when_credentials_are_set(tmp_path):
     app = create_app(
-        app_config(tmp_path, SMS_GATEWAY="", VONAGE_API_KEY="k", VONAGE_API_SECRET="s", VONAGE_REST_HOST="127.0.0.1:9")
+        app_config(
+            tmp_path, SMS_GATEWAY="", VONAGE_API_KEY="k", VONAGE_API_SECRET="s", VONAGE_REST_HOST="127.0.0.1:9",
+            VONAGE_SIGNATURE_SECRET="sig-secret",
+        )
     )
     assert app.config["SMS_GATEWAY"] == "vonage"
     assert create_app(app_config(tmp_path, SMS_GATEWAY="")).config["SMS_GATEWAY"] == "simulated"

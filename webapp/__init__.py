@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
-from . import doorbell
-from .config import resolve_gateway
+from . import doorbell, hardening
+from .admission import SocketAdmission, engineio_origin_check
+from .config import check_security, resolve_gateway
 from .database import (
     MIGRATIONS,
     DatabaseBusy,
@@ -28,28 +29,13 @@ from .database import (
     normalise_url,
 )
 from .extensions import csrf, db, login_manager, migrate, socketio
+from .hardening import JSON_PATHS, JSON_PREFIXES, wants_json
+from .instance import prepare_instance, protect_sqlite, secret_key
 from .startup import prepare_database
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-JSON_PATHS = ("/chat",)  # the tutorial's POST /chat (and nothing else under /chat...: that is the dashboard)
-JSON_PREFIXES = ("/api/", "/webhooks/")
-
-
-def wants_json(path: str) -> bool:
-    return path in JSON_PATHS or path.startswith(JSON_PREFIXES)
-
-
-def _secret_key(instance: Path) -> str:
-    """A random key kept in instance/, so sessions survive restarts without configuration."""
-    path = instance / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    key = secrets.token_hex(32)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -64,23 +50,33 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         cfg.update(config_module.from_env())
     cfg.update(overrides or {})
     cfg["SMS_GATEWAY"] = resolve_gateway(cfg)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    check_security(cfg)  # every entry point builds the app here: each refuses an unsafe configuration
+    prepare_instance(Path(app.instance_path))  # 0700
     if not cfg["SECRET_KEY"]:
-        cfg["SECRET_KEY"] = _secret_key(Path(app.instance_path))
+        cfg["SECRET_KEY"] = secret_key(Path(app.instance_path))  # 0600
     url = cfg.get("SQLALCHEMY_DATABASE_URI") or cfg["DATABASE_URL"] or (
         "sqlite:///" + os.path.join(app.instance_path, "smsproxy.db")
     )
     url = normalise_url(url)
+    protect_sqlite(url)  # 0600 before SQLite creates it with the umask
     cfg["SQLALCHEMY_DATABASE_URI"] = url
-    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(url))
+    # Never log statement parameters (numbers, message text) in database errors.
+    options = cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or engine_options(url)
+    cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {**options, "hide_parameters": True}
     cfg["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=cfg["SESSION_HOURS"])
     cfg.setdefault("WTF_CSRF_TIME_LIMIT", None)  # dashboards stay open all shift
     cfg.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
     cfg.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    cfg.setdefault("SESSION_COOKIE_SECURE", not cfg["DEBUG"] and not cfg.get("TESTING"))
+    if cfg.get("SESSION_COOKIE_SECURE") is None:
+        cfg["SESSION_COOKIE_SECURE"] = not cfg["DEBUG"]
+    # No "remember me" is offered; should Flask-Login ever set its cookie, it gets the same protection.
+    cfg.setdefault("REMEMBER_COOKIE_SECURE", cfg["SESSION_COOKIE_SECURE"])
+    cfg.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    cfg.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
     cfg.setdefault("MAX_CONTENT_LENGTH", 256 * 1024)
     app.config.update(cfg)
     app.debug = bool(cfg["DEBUG"])
+    hardening.init_app(app)  # before any blueprint: bounded <int:> ids, JSON limits, NUL, CSRF page
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS), render_as_batch=True, compare_type=True)
@@ -100,8 +96,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         async_mode="threading",
         message_queue=message_queue_url(cfg["SOCKETIO_MESSAGE_QUEUE"]),
         channel=cfg.get("SOCKETIO_CHANNEL") or "flask-socketio",
-        cors_allowed_origins=[],  # same origin only
+        cors_allowed_origins=engineio_origin_check(app),  # same origin, or SOCKETIO_ALLOWED_ORIGINS
     )
+    # Outermost first: the proxy headers, then admission, then Flask-SocketIO's middleware and the app.
+    app.wsgi_app = SocketAdmission(app, app.wsgi_app, socketio)  # type: ignore[method-assign]
+    hardening.trust_proxies(app)
 
     from .gateway import build_gateway
 
@@ -138,6 +137,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         if isinstance(exc, DatabaseBusy):
             db.session.rollback()
             return jsonify({"error": str(exc)}), 503
+        if isinstance(exc, DataError | OverflowError):
+            # a value the database cannot hold (out of range, NUL): the request's fault, and retrying it
+            # cannot help. Logged without its parameters (hide_parameters).
+            db.session.rollback()
+            log.warning("refused %s %s: %s", request.method, request.path, type(exc).__name__)
+            return jsonify({"error": "a value in this request cannot be stored (out of range or not allowed)"}), 400
         log.exception("unexpected error on %s %s", request.method, request.path)
         db.session.rollback()
         if request.path.startswith("/webhooks/"):
@@ -148,7 +153,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-__all__ = ["create_app", "prepare_database"]
+__all__ = ["JSON_PATHS", "JSON_PREFIXES", "create_app", "prepare_database", "wants_json"]
 
 
 def message_queue_url(url: str | None) -> str | None:

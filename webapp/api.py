@@ -1,17 +1,25 @@
-"""JSON API for the firm's backend, behind `Authorization: Bearer <API_TOKEN>`."""
+"""JSON API for the firm's backend, behind `Authorization: Bearer <API_TOKEN>`.
+
+API_TOKEN must have at least 32 characters (start refuses a shorter one outside DEBUG). Wrong tokens are
+slowed down per client address: after API_FREE_FAILURES the address waits (429, Retry-After) before any token
+from it is checked again, doubling up to a minute.
+"""
 
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import audit, services
 from .extensions import csrf
+from .hardening import MAX_ID, JSONInputError, read_json
 from .models import AuditEvent, Chat, Message, OptOut
 from .services.chats import messages_of, validate_chat_request
 from .states import Actor, Kind
+from .throttle import FailureThrottle, Key
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
@@ -73,14 +81,35 @@ def _error(status: int, message: str, field: str | None = None) -> tuple[Respons
     return jsonify(body), status
 
 
+API_FREE_FAILURES = 10  # wrong tokens per client address before it has to wait
+_ID = re.compile(r"[0-9]{1,19}")
+
+
+def _token_throttle() -> FailureThrottle:
+    app = current_app
+    if "api_token_throttle" not in app.extensions:
+        app.extensions["api_token_throttle"] = FailureThrottle(base_delay=1.0, max_delay=60.0)
+    return app.extensions["api_token_throttle"]
+
+
 @bp.before_request
 def _require_token():
     token = current_app.config["API_TOKEN"]
     if not token:
         return _error(503, "The API is disabled: set API_TOKEN to enable it")
+    key = Key(f"api:{request.remote_addr}", API_FREE_FAILURES)
+    wait = _token_throttle().acquire([key])
+    if wait:
+        resp, status = _error(429, f"too many wrong bearer tokens from this address; try again in {wait} s")
+        resp.headers["Retry-After"] = str(wait)
+        return resp, status
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+    ok = scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode("utf-8", "replace"), token.encode("utf-8")
+    )
+    if not ok:
+        _token_throttle().record_failure(key)
         resp, status = _error(401, "missing or wrong bearer token (Authorization: Bearer <API_TOKEN>)")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="api"'
         return resp, status
@@ -94,11 +123,17 @@ def _service_error(exc: services.ServiceError):
 
 def _body() -> dict[str, Any]:
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = read_json()  # refuses deep nesting and NUL (hardening.py)
+        except JSONInputError as exc:
+            raise services.InvalidInput(str(exc)) from None
         if not isinstance(body, dict):
             raise services.InvalidInput("the body must be a JSON object")
         return body
-    return request.form.to_dict()
+    body = request.form.to_dict()
+    if any("\x00" in k or "\x00" in v for k, v in body.items()):
+        raise services.InvalidInput("the request contains a NUL character")
+    return body
 
 
 def _create(body: dict[str, Any], a_key: str, b_key: str):
@@ -142,15 +177,18 @@ def list_chats():
         offset = max(int(request.args.get("offset", 0)), 0)
     except ValueError:
         raise services.InvalidInput("limit and offset must be whole numbers", field="limit") from None
+    if offset > MAX_ID:
+        raise services.InvalidInput("offset is out of range", field="offset")
     chats = services.list_chats(status, limit, offset)
     return jsonify({"chats": [chat_json(c) for c in chats]})
 
 
 def _chat_id(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise services.NotFound(f"no chat with id {raw!r}", field="id") from None
+    """A chat id as the database can hold it; anything else names no chat (404, never an overflow)."""
+    if not _ID.fullmatch(raw) or int(raw) > MAX_ID:
+        shown = raw if len(raw) <= 30 and raw.isprintable() else raw[:30].encode("unicode_escape").decode() + "…"
+        raise services.NotFound(f"no chat with id {shown!r}", field="id")
+    return int(raw)
 
 
 @bp.get("/api/chats/<chat_id>")

@@ -12,6 +12,7 @@ from dotenv import load_dotenv
 from flask import Flask
 
 from . import create_app
+from .config import startup_warnings
 from .logs import configure_logging
 from .startup import prepare_database
 
@@ -19,14 +20,12 @@ log = logging.getLogger("webapp")
 
 
 def load_app(env_file: str = ".env") -> Flask:
-    """The configured app with its schema ready. Raises config.ConfigError when the settings cannot work."""
+    """The configured app with its schema ready. Raises config.ConfigError when the settings cannot work or are
+    unsafe (`create_app` runs config.check_security for every entry point)."""
     load_dotenv(env_file)
     app = create_app()
     configure_logging(app.config["LOG_LEVEL"])
     prepare_database(app)
-    cfg = app.config
-    if not cfg["API_TOKEN"]:
-        log.warning("API_TOKEN is empty: the JSON API is disabled (every /api call answers 503)")
-    if not cfg["VONAGE_SIGNATURE_SECRET"]:
-        log.warning("VONAGE_SIGNATURE_SECRET is empty: webhooks are accepted unsigned")
+    for warning in startup_warnings(app.config):
+        log.warning("%s", warning)
     return app

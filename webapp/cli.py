@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 from flask import Flask, current_app
@@ -17,7 +18,7 @@ from .states import Actor
 numbers = AppGroup("numbers", help="Manage the pool of proxy numbers.")
 
 
-def _fail(exc: services.ServiceError) -> None:
+def _fail(exc: services.ServiceError) -> NoReturn:
     raise click.ClickException(exc.message)
 
 
@@ -95,41 +96,117 @@ def _stdin_is_terminal() -> bool:
 
 operators = AppGroup("operators", help="Dispatcher accounts for the dashboard.")
 
-
-@operators.command("create")
-@click.argument("name")
-@click.option(
+_password_stdin = click.option(
     "--password-stdin",
     is_flag=True,
     help="Read the password from the first line of stdin (also used when stdin is not a terminal).",
 )
-def operators_create(name: str, password_stdin: bool) -> None:
+
+
+def _read_password(password_stdin: bool) -> str:
+    if password_stdin or not _stdin_is_terminal():
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@operators.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Also manages numbers and operators on the dashboard.")
+@_password_stdin
+def operators_create(name: str, admin: bool, password_stdin: bool) -> None:
     """Create an operator NAME; the password is prompted for (twice) or read from stdin."""
-    from .dashboard.auth import AccountError, create_operator
+    from .services.operators import create_operator
 
     _ready()
-    if password_stdin or not _stdin_is_terminal():
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        operator = create_operator(name, password)
-    except AccountError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"operator {operator.name!r} created")
+        operator = create_operator(name, _read_password(password_stdin), admin=admin, actor=Actor.CLI)
+    except services.ServiceError as exc:
+        _fail(exc)
+    click.echo(f"operator {operator.name!r} created" + (" (admin)" if operator.is_admin else ""))
+
+
+@operators.command("disable")
+@click.argument("name")
+def operators_disable(name: str) -> None:
+    """Stop NAME from signing in; their sessions and live connections end now."""
+    from .services.operators import disable_operator
+
+    _ready()
+    try:
+        operator = disable_operator(name, actor=Actor.CLI)
+    except services.ServiceError as exc:
+        _fail(exc)
+    click.echo(f"operator {operator.name!r} disabled; their sessions have ended")
+
+
+@operators.command("enable")
+@click.argument("name")
+def operators_enable(name: str) -> None:
+    """Let a disabled operator NAME sign in again."""
+    from .services.operators import enable_operator
+
+    _ready()
+    try:
+        operator = enable_operator(name, actor=Actor.CLI)
+    except services.ServiceError as exc:
+        _fail(exc)
+    click.echo(f"operator {operator.name!r} enabled")
+
+
+@operators.command("reset-password")
+@click.argument("name")
+@_password_stdin
+def operators_reset_password(name: str, password_stdin: bool) -> None:
+    """Give NAME a new password (prompted twice, or from stdin); their sessions end now."""
+    from .services.operators import get_operator, reset_password
+
+    _ready()
+    try:
+        get_operator(name)  # before asking for a password for nobody
+        operator = reset_password(name, _read_password(password_stdin), actor=Actor.CLI)
+    except services.ServiceError as exc:
+        _fail(exc)
+    click.echo(f"password of {operator.name!r} changed; their sessions have ended")
+
+
+@operators.command("promote")
+@click.argument("name")
+def operators_promote(name: str) -> None:
+    """Make NAME an admin (manages numbers and operators on the dashboard)."""
+    from .services.operators import set_admin
+
+    _ready()
+    try:
+        operator = set_admin(name, True, actor=Actor.CLI)
+    except services.ServiceError as exc:
+        _fail(exc)
+    click.echo(f"operator {operator.name!r} is an admin")
+
+
+@operators.command("demote")
+@click.argument("name")
+def operators_demote(name: str) -> None:
+    """Make NAME a dispatcher without admin rights."""
+    from .services.operators import set_admin
+
+    _ready()
+    try:
+        operator = set_admin(name, False, actor=Actor.CLI)
+    except services.ServiceError as exc:
+        _fail(exc)
+    click.echo(f"operator {operator.name!r} is no longer an admin")
 
 
 @operators.command("list")
 def operators_list() -> None:
     """List operator accounts."""
-    from sqlalchemy import select
+    from .services.operators import list_operators
 
-    from .extensions import db
-    from .models import Operator
-
-    for op in db.session.scalars(select(Operator).order_by(Operator.name)):
+    _ready()
+    for op in list_operators():
         last = op.last_login_at.isoformat(timespec="minutes") if op.last_login_at else "never"
-        click.echo(f"{op.name}\tlast sign-in: {last}")
+        flags = ", ".join(f for f, on in (("admin", op.is_admin), ("disabled", op.disabled_at)) if on)
+        click.echo(f"{op.name}\tlast sign-in: {last}" + (f"\t{flags}" if flags else ""))
 
 
 retention = AppGroup("retention", help="Clearing old message texts (RETENTION_DAYS).")

@@ -24,6 +24,10 @@ DEFAULTS: dict[str, Any] = {
     "VONAGE_SIGNATURE_SECRET": "",
     "VONAGE_SIGNATURE_METHOD": "sha256",
     "VONAGE_SIGNATURE_MAX_AGE": 300,
+    # Shared secret for webhooks when Vonage has not enabled signing: `?token=<WEBHOOK_TOKEN>` on the URLs.
+    "WEBHOOK_TOKEN": "",
+    # SMS_GATEWAY=vonage refuses to start while webhooks would be accepted unauthenticated, unless this says so.
+    "WEBHOOKS_ALLOW_UNSIGNED": False,
     "VONAGE_REST_HOST": "rest.nexmo.com",
     "VONAGE_API_HOST": "api.nexmo.com",
     "VONAGE_TIMEOUT": 10,
@@ -33,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "API_TOKEN": "",
     "AUTO_REPLY": True,
     "AUTO_REPLY_INTERVAL": 3600,
+    "AUTO_REPLY_MAX_PER_HOUR": 60,  # all auto-replies together, in any 60 minutes
+    "AUTO_REPLY_COUNTRIES": "",  # ISO codes (US,GB); empty: the countries of the pool's numbers
     "SEND_END_NOTICE": True,
     "INTRO_TEMPLATE": (
         "You're now connected with {other}. Reply to this number to message them; "
@@ -64,6 +70,11 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_MESSAGE_QUEUE": "",
     "SOCKETIO_CHANNEL": "flask-socketio",  # Redis pub/sub channel; processes of one deployment share it
     "SESSION_HOURS": 12,
+    "SESSION_COOKIE_SECURE": None,  # None: true unless DEBUG
+    "TRUSTED_PROXIES": 0,  # reverse-proxy hops in front of the app whose X-Forwarded-* headers are believed
+    "SOCKETIO_ALLOWED_ORIGINS": "",  # extra origins allowed to open sockets; empty: same origin only
+    "SOCKETIO_MAX_PER_OPERATOR": 10,  # open live connections (tabs) per signed-in operator, per process
+    "SOCKETIO_MAX_CONNECTIONS": 50,  # open live connections per process; keep below gunicorn's --threads
     "LOGIN_FREE_ATTEMPTS": 5,  # failed sign-ins per name before each further try is slowed down
     "LOGIN_BASE_DELAY": 2.0,  # seconds of the first slow-down; doubles with each further failure
     "SIMULATED_RECEIPT_SECONDS": 1.0,  # simulated gateway: delay before a "delivered" receipt; 0 = none
@@ -85,6 +96,7 @@ _CONVERT = {
     "VONAGE_MAX_SENDS_PER_SECOND": float,
     "AUTO_REPLY": lambda v: v.strip().lower() in TRUE,
     "AUTO_REPLY_INTERVAL": int,
+    "AUTO_REPLY_MAX_PER_HOUR": int,
     "SEND_END_NOTICE": lambda v: v.strip().lower() in TRUE,
     "CHAT_TTL_SECONDS": lambda v: _not_negative(int(v)),
     "CHAT_IDLE_SECONDS": lambda v: _not_negative(int(v)),
@@ -102,6 +114,11 @@ _CONVERT = {
     "OUTBOX_LANE_BATCH": int,
     "MULTIPART_TIMEOUT_SECONDS": float,
     "SESSION_HOURS": float,
+    "SESSION_COOKIE_SECURE": lambda v: v.strip().lower() in TRUE,
+    "TRUSTED_PROXIES": int,
+    "SOCKETIO_MAX_PER_OPERATOR": int,
+    "SOCKETIO_MAX_CONNECTIONS": int,
+    "WEBHOOKS_ALLOW_UNSIGNED": lambda v: v.strip().lower() in TRUE,
     "LOGIN_FREE_ATTEMPTS": int,
     "LOGIN_BASE_DELAY": float,
     "SIMULATED_RECEIPT_SECONDS": float,
@@ -142,3 +159,59 @@ def resolve_gateway(cfg: Mapping[str, Any]) -> str:
             "(or unset SMS_GATEWAY to use the simulated gateway)"
         )
     return choice
+
+
+MIN_API_TOKEN = 32
+
+
+def security_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """What makes this configuration unsafe to serve; each entry names the variables to set.
+
+    Checked by `create_app`, so every entry point (`python -m webapp`, `webapp.wsgi`, `flask ...`) refuses
+    to start with the same words (README, Security).
+    """
+    problems: list[str] = []
+    token = cfg.get("API_TOKEN") or ""
+    if token and len(token) < MIN_API_TOKEN and not cfg.get("DEBUG"):
+        problems.append(
+            f"API_TOKEN is {len(token)} characters long; it must have at least {MIN_API_TOKEN} "
+            "(make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+            "or leave it empty to disable the JSON API"
+        )
+    gateway = (cfg.get("SMS_GATEWAY") or "").strip().lower()
+    authenticated = cfg.get("VONAGE_SIGNATURE_SECRET") or cfg.get("WEBHOOK_TOKEN")
+    if gateway == "vonage" and not authenticated and not cfg.get("WEBHOOKS_ALLOW_UNSIGNED"):
+        problems.append(
+            "SMS_GATEWAY=vonage with neither VONAGE_SIGNATURE_SECRET nor WEBHOOK_TOKEN set would let anyone "
+            "post texts and delivery receipts as Vonage; set VONAGE_SIGNATURE_SECRET (signed webhooks) or "
+            "WEBHOOK_TOKEN (and add ?token=... to the webhook URLs), or set WEBHOOKS_ALLOW_UNSIGNED=true "
+            "to accept unsigned webhooks on purpose"
+        )
+    for name in ("TRUSTED_PROXIES", "AUTO_REPLY_MAX_PER_HOUR", "SOCKETIO_MAX_PER_OPERATOR", "SOCKETIO_MAX_CONNECTIONS"):
+        if int(cfg.get(name) or 0) < 0:
+            problems.append(f"{name} must not be negative")
+    return problems
+
+
+def check_security(cfg: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming every unsafe setting (see `security_problems`)."""
+    problems = security_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def startup_warnings(cfg: Mapping[str, Any]) -> list[str]:
+    """Settings that work but deserve a line in the log at start."""
+    out: list[str] = []
+    if not cfg.get("API_TOKEN"):
+        out.append("API_TOKEN is empty: the JSON API is disabled (every /api call answers 503)")
+    elif len(cfg["API_TOKEN"]) < MIN_API_TOKEN:
+        out.append(f"API_TOKEN is shorter than {MIN_API_TOKEN} characters (accepted only because DEBUG is on)")
+    if not cfg.get("VONAGE_SIGNATURE_SECRET") and not cfg.get("WEBHOOK_TOKEN"):
+        out.append(
+            "VONAGE_SIGNATURE_SECRET is empty and WEBHOOK_TOKEN is unset: webhooks are accepted unsigned, so "
+            "anyone who can reach /webhooks/ can post texts as any sender (README, Security)"
+        )
+    if cfg.get("SESSION_COOKIE_SECURE") is False and not cfg.get("DEBUG"):
+        out.append("SESSION_COOKIE_SECURE=false: the sign-in cookie also travels over plain HTTP")
+    return out

@@ -31,8 +31,10 @@ message_added = _signals.signal("message-added")
 message_status = _signals.signal("message-status")
 #: (no arguments): the pool of proxy numbers changed.
 numbers_changed = _signals.signal("numbers-changed")
-#: operator_id: an operator's sessions ended (signed out, disabled); their open sockets must close.
+#: operator_id: every session of an operator ended (disabled, password reset); their open sockets must close.
 operator_signed_out = _signals.signal("operator-signed-out")
+#: session_hash: one sign-in session ended (signed out); the sockets opened with it must close.
+session_ended = _signals.signal("session-ended")
 
 
 def announce(signal: NamedSignal, **data: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from flask_login import UserMixin
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -138,6 +139,13 @@ class Message(db.Model):
     __table_args__ = (
         Index("ix_messages_outbox", "status", "next_attempt_at"),
         Index("ix_messages_chat", "chat_id", "id"),
+        # Auto-replies only (a partial index): counts them for AUTO_REPLY_MAX_PER_HOUR without a scan.
+        Index(
+            "ix_messages_auto_reply_created",
+            "created_at",
+            postgresql_where=text("kind = 'auto_reply'"),
+            sqlite_where=text("kind = 'auto_reply'"),
+        ),
         # a lane's head: the oldest queued message to one recipient (outbox/queue.py)
         Index("ix_messages_lane", "to_number", "status", "id"),
         # texts outside any chat (unrouted, auto-replies) whose bodies retention has not cleared yet
@@ -217,15 +225,34 @@ class Lane(db.Model):
 
 
 class Operator(UserMixin, db.Model):
-    """A dispatcher who signs in to the dashboard."""
+    """A dispatcher who signs in to the dashboard. Admins also manage numbers and operators."""
 
     __tablename__ = "operators"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(60), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set: cannot sign in, sessions ended
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: a disabled operator cannot be signed in
+        return self.disabled_at is None
+
+
+class OperatorSession(db.Model):
+    """One sign-in. The browser's cookie carries a random key whose SHA-256 is `key_hash`; deleting the row
+    ends the session wherever its cookie is (sign-out, disable, password reset, expiry)."""
+
+    __tablename__ = "operator_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Receipt(db.Model):

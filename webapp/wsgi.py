@@ -26,9 +26,10 @@ from .config import ConfigError
 
 try:
     app = load_app()
-except ConfigError as exc:  # gunicorn shows this and stops, instead of serving a broken app
+except ConfigError as exc:
     print(f"configuration error: {exc}", file=sys.stderr)
-    raise SystemExit(2) from None
+    # 4 is gunicorn's "App failed to load": the arbiter stops instead of booting the worker again forever
+    raise SystemExit(4) from None
 
 background: Background | None = None
 if app.config["OUTBOX_WORKER"]:

@@ -1,7 +1,7 @@
 """a chat's whole life: idle deadline, ended_by, retention marks, opt-out register, audit trail
 
 Revision ID: 7a3d2e9c4b10
-Revises: 5e1a7c0b9d21
+Revises: 5e3c9a1f7b20
 Create Date: 2026-11-30 10:00:00
 
 Indexes let the expiry and retention jobs find their rows without looking at the rest: active chats by
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = '7a3d2e9c4b10'
-down_revision = '5e1a7c0b9d21'
+down_revision = '5e3c9a1f7b20'
 branch_labels = None
 depends_on = None
 

@@ -29,7 +29,7 @@ EXTRA_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-API_TOKEN = "browser-test-token"
+API_TOKEN = "browser-test-token-0123456789abcdef0123"
 OPERATOR, SECOND_OPERATOR, PASSWORD = "dispatcher", "dispatcher2", "browser-test-password"
 PROXIES = "+447700900001,+447700900002,+447700900003"
 

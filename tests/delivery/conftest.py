@@ -55,6 +55,7 @@ def delivery_overrides() -> dict[str, Any]:
 def app_overrides(fake, delivery_overrides) -> dict[str, Any]:
     cfg = {
         "SMS_GATEWAY": "vonage",
+        "WEBHOOKS_ALLOW_UNSIGNED": True,  # these tests post unsigned webhooks on purpose
         "VONAGE_API_KEY": "key",
         "VONAGE_API_SECRET": "secret",
         "VONAGE_REST_HOST": fake.host,
@@ -192,12 +193,13 @@ def server_factory(tmp_path, fake) -> Iterator[Callable[..., Server]]:
             "PORT": str(port),
             "DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
             "SMS_GATEWAY": "vonage",
+            "WEBHOOKS_ALLOW_UNSIGNED": "true",
             "VONAGE_API_KEY": "key",
             "VONAGE_API_SECRET": "secret",
             "VONAGE_REST_HOST": fake.host,
             "VONAGE_TIMEOUT": "5",
             "PROXY_NUMBERS": ",".join(PROXIES),
-            "API_TOKEN": "crash-token",
+            "API_TOKEN": "crash-token-0123456789abcdef0123456789",
             "AUTO_REPLY": "false",
             "LOG_LEVEL": "WARNING",
         })

@@ -47,7 +47,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(fake, server_factory, tmp_
     server.start()
     assert "VONAGE_SIGNATURE_SECRET is empty" in (tmp_path / "server.log").read_text()
 
-    headers = {"Authorization": "Bearer crash-token"}
+    headers = {"Authorization": "Bearer crash-token-0123456789abcdef0123456789"}
     chats = []
     for i in range(N_CHATS):
         a, b = f"+4477005{1000 + i:04d}", f"+4477006{1000 + i:04d}"

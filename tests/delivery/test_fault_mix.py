@@ -22,5 +22,6 @@ def test_two_thousand_relays_under_the_fault_mix_arrive_exactly_once(tmp_path):
     assert result["lost"] == 0
     assert result["duplicated"] == 0
     assert result["delivered_once"] == 2000
-    assert result["recipients_out_of_order"] == 0
+    assert result["recipients_out_of_order"] == 0  # among texts whose sends were unambiguous
+    assert result["ambiguous_sends"] > 5
     assert result["failed_in_app"] == 0

@@ -22,7 +22,7 @@ from webapp.extensions import db
 from webapp.jobs import Job, Scheduler, default_jobs, run_once
 from webapp.models import HeldPart, Lane, Message, utcnow
 from webapp.services.chats import queue_to_party
-from webapp.services.inbound import MISSING_MARKER
+from webapp.services.inbound import MISSING_RUN_MARKER
 
 from .conftest import A, B, drain_all, wire
 
@@ -140,7 +140,7 @@ def test_kill_9_after_200_acknowledgements_each_text_once_within_30_s_of_restart
     server.start()
     fake.dlr_url = server.url + "/webhooks/delivery-receipt"
     fake.dlr_retries, fake.dlr_retry_interval = 60, 0.5  # Vonage retries receipts for 72 h
-    headers = {"Authorization": "Bearer crash-token"}
+    headers = {"Authorization": "Bearer crash-token-0123456789abcdef0123456789"}
     chat = requests.post(server.url + "/api/chats", json={"a": A, "b": B}, headers=headers, timeout=10)
     assert chat.status_code == 201, chat.text
     proxy = chat.json()["proxy_number"].lstrip("+")
@@ -283,6 +283,6 @@ def test_a_huge_incomplete_multipart_set_is_relayed_and_stops_nothing(app, fake,
     texts = [a["text"] for a in fake.accepted]
     assert "meanwhile, a normal text" in texts
     [assembled] = [t for t in texts if t.startswith("alone")]
-    assert MISSING_MARKER.format(part=100, total=100) in assembled
+    assert MISSING_RUN_MARKER.format(first=2, last=100, total=100) in assembled  # one marker, not 99
     inbound = db.session.scalar(select(Message).where(Message.text.startswith("alone"), Message.direction == "in"))
     assert len(inbound.error) <= Message.error.type.length and "never arrived" in inbound.error

@@ -20,7 +20,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "scale-test-secret"
-API_TOKEN = "scale-token"
+API_TOKEN = "scale-token-0123456789abcdef0123456789"
 PROXY = "+447700900001"
 A, B = "+447700900100", "+447700900200"
 

@@ -1,8 +1,8 @@
 """A signed-in Socket.IO client for a running app process (python-socketio's client, websocket transport).
 
-Signing in: the dashboard's operator sign-in (POST /login) may not exist on this branch yet, so the session
-is made the way Flask-Login stores it: a cookie signed with the app's SECRET_KEY holding `_user_id` of an
-operator row. That is the test-only shortcut; the socket's `connect` handler still checks the operator.
+Signing in: the session is made as a sign-in makes it (a server-side session row, services/operators.py),
+and the cookie the way Flask stores it: signed with the app's SECRET_KEY, holding `_user_id` and the session's
+key. That skips the password form only; admission and the socket's `connect` handler check it all.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from webapp.extensions import db
 from webapp.models import Operator
+from webapp.services.operators import start_session
 
 
 def operator_cookie(app: Flask, name: str = "scale-op") -> str:
@@ -27,9 +28,10 @@ def operator_cookie(app: Flask, name: str = "scale-op") -> str:
             db.session.add(op)
             db.session.commit()
         op_id = op.id
+        key = start_session(op)
         db.session.remove()
     serializer = app.session_interface.get_signing_serializer(app)
-    return serializer.dumps({"_user_id": str(op_id), "_fresh": True})
+    return serializer.dumps({"_user_id": str(op_id), "_fresh": True, "sk": key})
 
 
 def mentions(payload: Any, value: int) -> bool:

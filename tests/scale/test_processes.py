@@ -83,6 +83,7 @@ def fake_vonage(tmp_path):
 def vonage_env(fake) -> dict[str, str]:
     return {
         "SMS_GATEWAY": "vonage",
+        "WEBHOOKS_ALLOW_UNSIGNED": "true",
         "VONAGE_API_KEY": "key",
         "VONAGE_API_SECRET": "secret",
         "VONAGE_REST_HOST": fake.host,

@@ -6,12 +6,14 @@ explicit allow-list (so a route added later is private by default), and security
 
 from __future__ import annotations
 
-from flask import Flask, Response, redirect, request, url_for
+from flask import Flask, Response, redirect, request, session, url_for
 from flask_login import current_user
 
-from ..extensions import db, login_manager
+from ..admission import SESSION_KEY
+from ..extensions import login_manager
 from ..gateway.simulated import SimulatedGateway
 from ..models import Operator
+from ..services.operators import session_operator
 from . import auth, display, pages, simulator
 
 # Endpoints anyone may reach: the sign-in form, health, static files. Blueprints with their own auth:
@@ -27,10 +29,9 @@ CSP = (
 
 @login_manager.user_loader
 def _load_operator(operator_id: str) -> Operator | None:
-    try:
-        return db.session.get(Operator, int(operator_id))
-    except ValueError:
-        return None
+    """Signed in only while the cookie's session row lives (services/operators.py): a copied cookie stops
+    working at sign-out, and every session of a disabled operator ends at once."""
+    return session_operator(operator_id, session.get(SESSION_KEY))
 
 
 def _require_operator():

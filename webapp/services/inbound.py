@@ -32,6 +32,7 @@ from ..proxy import (
     render,
 )
 from ..states import Actor, Kind
+from .autoreply import may_auto_reply
 from .chats import close_chat, queue_to_party
 from .errors import InvalidInput
 from .optouts import lift, opted_out, register
@@ -44,6 +45,7 @@ MAX_TEXT = 10_000  # far above Vonage's 3,200-character limit; larger input is r
 MAX_ID = 64
 MAX_PARTS = 255  # concat-total travels in one byte of the UDH
 MISSING_MARKER = "[part {part} of {total} missing]"
+MISSING_RUN_MARKER = "[parts {first}-{last} of {total} missing]"  # consecutive missing parts: one marker
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,7 @@ def _flush_set(sender: str, proxy: str, ref: str) -> int | None:
     total = max(p.total for p in held)
     by_part = {p.part: p.text for p in held}
     missing = [i for i in range(1, total + 1) if i not in by_part]
-    text = "".join(by_part.get(i, MISSING_MARKER.format(part=i, total=total)) for i in range(1, total + 1))
+    text = _with_markers(by_part, total)
     meta = {"concat_ref": ref, "parts": total, "incomplete": True, "missing": missing}
     result = _store(sender, proxy, text, None, meta)
     msg = db.session.get(Message, result.message_id)
@@ -270,6 +272,25 @@ def _flush_set(sender: str, proxy: str, ref: str) -> int | None:
     log.warning("multipart sms %s relayed incomplete (%d of %d parts)", result.message_id, len(held), total)
     _announce(result, sender, proxy)
     return result.message_id
+
+
+def _with_markers(by_part: dict[int, str], total: int) -> str:
+    """The parts that arrived, in order, with one marker per run of missing parts (a forged "set" of 255
+    parts with one present must not become 254 markers: dozens of paid segments)."""
+    out: list[str] = []
+    i = 1
+    while i <= total:
+        if i in by_part:
+            out.append(by_part[i])
+            i += 1
+            continue
+        last = i
+        while last + 1 <= total and last + 1 not in by_part:
+            last += 1
+        marker = MISSING_MARKER if last == i else MISSING_RUN_MARKER
+        out.append(marker.format(part=i, first=i, last=last, total=total))
+        i = last + 1
+    return "".join(out)
 
 
 def _store(
@@ -350,15 +371,9 @@ def _opt_keyword(sender: str, proxy: str, text: str, chat_id: int | None, actor:
 
 
 def _maybe_auto_reply(sender: str, proxy: str) -> None:
-    """Tell a stranger this number is not in a conversation, at most once per interval per sender."""
+    """Tell a stranger this number is not in a conversation, within the caps of services/autoreply.py."""
     cfg = current_app.config
-    since = utcnow() - timedelta(seconds=cfg["AUTO_REPLY_INTERVAL"])
-    recent = db.session.scalar(
-        select(Message.id)
-        .where(Message.kind == Kind.AUTO_REPLY, Message.to_number == sender, Message.created_at >= since)
-        .limit(1)
-    )
-    if recent is not None:
+    if not may_auto_reply(sender, cfg):
         return
     queue_message(
         to=sender, sender=proxy, text=render(cfg["AUTO_REPLY_TEMPLATE"], {"proxy": proxy}), kind=Kind.AUTO_REPLY
