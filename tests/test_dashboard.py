@@ -209,7 +209,8 @@ def test_ending_a_chat_from_its_page(client):
     db.session.refresh(chat)
     assert (chat.status, chat.ended_reason) == ("ended", "operator")
     header = htmx(client, f"/chats/{chat.id}/header").text
-    assert "ended by a dispatcher" in header and 'id="end-chat"' not in header
+    # says who ended it: the signed-in dispatcher, by name
+    assert "ended by dispatcher dispatcher" in header and 'id="end-chat"' not in header
     again = client.post(f"/chats/{chat.id}/end", data={"csrf_token": client.csrf}, follow_redirects=True)
     assert "already ended" in again.text
     assert client.post("/chats/999/end", data={"csrf_token": client.csrf}).status_code == 404

@@ -13,11 +13,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from . import services
+from . import audit, services
 from .extensions import csrf
 from .hardening import MAX_ID, JSONInputError, read_json
-from .models import Chat, Message
+from .models import AuditEvent, Chat, Message, OptOut
 from .services.chats import messages_of, validate_chat_request
+from .states import Actor, Kind
 from .throttle import FailureThrottle, Key
 
 bp = Blueprint("api", __name__)
@@ -42,6 +43,10 @@ def message_json(m: Message) -> dict[str, Any]:
         "resent": int((m.meta or {}).get("auto_resent", 0)),
         "created_at": _iso(m.created_at),
         "updated_at": _iso(m.updated_at),
+        # a dispatcher's own message: who sent it ("api", "operator:<name>")
+        "sent_by": (m.meta or {}).get("sent_by") if m.kind == Kind.OPERATOR else None,
+        # REDACT_CONTACTS removed contact details: the inbound text is the original, its relay the redacted one
+        "redacted": bool((m.meta or {}).get("redacted")),
     }
 
 
@@ -59,6 +64,10 @@ def chat_json(chat: Chat, with_messages: bool = False) -> dict[str, Any]:
         "created_at": _iso(chat.created_at),
         "ended_at": _iso(chat.ended_at),
         "last_activity_at": _iso(chat.last_activity_at),
+        "expires_at": _iso(chat.expires_at),
+        "idle_timeout": chat.idle_timeout,
+        "idle_deadline": _iso(chat.idle_at),  # when it ends unless someone texts (moves with every text)
+        "ended_by": chat.ended_by,
     }
     if with_messages:
         out["messages"] = [message_json(m) for m in messages_of(chat.id)]
@@ -129,9 +138,15 @@ def _body() -> dict[str, Any]:
 
 def _create(body: dict[str, Any], a_key: str, b_key: str):
     req = validate_chat_request(
-        body.get(a_key), body.get(b_key), body.get("a_label"), body.get("b_label"), body.get("reference")
+        body.get(a_key),
+        body.get(b_key),
+        body.get("a_label"),
+        body.get("b_label"),
+        body.get("reference"),
+        expires_in=body.get("expires_in"),
+        idle_timeout=body.get("idle_timeout"),
     )
-    chat = services.start_chat(req, created_by="api")
+    chat = services.start_chat(req, created_by="api", actor=Actor.API)
     return jsonify(chat_json(chat)), 201
 
 
@@ -183,5 +198,75 @@ def get_chat(chat_id: str):
 
 @bp.post("/api/chats/<chat_id>/end")
 def end_chat(chat_id: str):
-    chat = services.end_chat(_chat_id(chat_id), reason="api")
+    chat = services.end_chat(_chat_id(chat_id), reason="api", actor=Actor.API)
     return jsonify(chat_json(chat))
+
+
+@bp.post("/api/chats/<chat_id>/messages")
+def send_message(chat_id: str):
+    """The firm's own SMS to a party: {"to": "a"|"b"|"both", "text": "..."}."""
+    body = _body()
+    sent = services.send_operator_message(_chat_id(chat_id), body.get("to"), body.get("text"), actor=Actor.API)
+    return jsonify({"messages": [message_json(m) for m in sent]}), 201
+
+
+@bp.get("/api/chats/<chat_id>/transcript.csv")
+def transcript(chat_id: str):
+    chat, text = services.transcript_csv(_chat_id(chat_id), actor=Actor.API)
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="chat-{chat.id}-transcript.csv"'},
+    )
+
+
+def _limit(default: int, most: int) -> int:
+    raw = request.args.get("limit", default)
+    try:
+        limit = int(raw)
+    except (TypeError, ValueError):
+        raise services.InvalidInput("limit must be a whole number", field="limit") from None
+    if not 1 <= limit <= most:
+        raise services.InvalidInput(f"limit must be between 1 and {most}", field="limit")
+    return limit
+
+
+def _optional_int(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise services.InvalidInput(f"{name} must be a whole number", field=name) from None
+
+
+def opt_out_json(o: OptOut) -> dict[str, Any]:
+    return {"number": o.number, "created_at": _iso(o.created_at)}
+
+
+@bp.get("/api/opt-outs")
+def opt_outs():
+    """The opt-out register, newest first: numbers that texted STOP and have not texted START since."""
+    rows = services.list_opt_outs(_limit(100, 1000), max(_optional_int("offset") or 0, 0))
+    return jsonify({"opt_outs": [opt_out_json(o) for o in rows]})
+
+
+def audit_json(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": _iso(e.at),
+        "actor": e.actor,
+        "action": e.action,
+        "chat_id": e.chat_id,
+        "detail": e.detail,
+    }
+
+
+@bp.get("/api/audit")
+def audit_events():
+    """The audit trail, newest first; `before=<id>` pages back, `chat_id=` keeps one chat's."""
+    events = audit.recent(
+        _limit(50, audit.MAX_LIMIT), before=_optional_int("before"), chat_id=_optional_int("chat_id")
+    )
+    return jsonify({"events": [audit_json(e) for e in events]})

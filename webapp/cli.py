@@ -13,6 +13,7 @@ from . import services
 from .background import run_outbox_worker
 from .outbox import drain_once
 from .startup import prepare_database
+from .states import Actor
 
 numbers = AppGroup("numbers", help="Manage the pool of proxy numbers.")
 
@@ -33,7 +34,7 @@ def numbers_add(number: tuple[str, ...]) -> None:
     _ready()
     for raw in number:
         try:
-            entry = services.add_number(raw, current_app.config["DEFAULT_REGION"])
+            entry = services.add_number(raw, current_app.config["DEFAULT_REGION"], actor=Actor.CLI)
         except services.ServiceError as exc:
             _fail(exc)
         click.echo(f"added {entry.number}")
@@ -45,7 +46,7 @@ def numbers_remove(number: str) -> None:
     """Remove a number; refused while it carries active chats."""
     _ready()
     try:
-        removed = services.remove_number(number, current_app.config["DEFAULT_REGION"])
+        removed = services.remove_number(number, current_app.config["DEFAULT_REGION"], actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"removed {removed}")
@@ -118,7 +119,7 @@ def operators_create(name: str, admin: bool, password_stdin: bool) -> None:
 
     _ready()
     try:
-        operator = create_operator(name, _read_password(password_stdin), admin=admin)
+        operator = create_operator(name, _read_password(password_stdin), admin=admin, actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"operator {operator.name!r} created" + (" (admin)" if operator.is_admin else ""))
@@ -132,7 +133,7 @@ def operators_disable(name: str) -> None:
 
     _ready()
     try:
-        operator = disable_operator(name)
+        operator = disable_operator(name, actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"operator {operator.name!r} disabled; their sessions have ended")
@@ -146,7 +147,7 @@ def operators_enable(name: str) -> None:
 
     _ready()
     try:
-        operator = enable_operator(name)
+        operator = enable_operator(name, actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"operator {operator.name!r} enabled")
@@ -162,7 +163,7 @@ def operators_reset_password(name: str, password_stdin: bool) -> None:
     _ready()
     try:
         get_operator(name)  # before asking for a password for nobody
-        operator = reset_password(name, _read_password(password_stdin))
+        operator = reset_password(name, _read_password(password_stdin), actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"password of {operator.name!r} changed; their sessions have ended")
@@ -176,7 +177,7 @@ def operators_promote(name: str) -> None:
 
     _ready()
     try:
-        operator = set_admin(name, True)
+        operator = set_admin(name, True, actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"operator {operator.name!r} is an admin")
@@ -190,7 +191,7 @@ def operators_demote(name: str) -> None:
 
     _ready()
     try:
-        operator = set_admin(name, False)
+        operator = set_admin(name, False, actor=Actor.CLI)
     except services.ServiceError as exc:
         _fail(exc)
     click.echo(f"operator {operator.name!r} is no longer an admin")
@@ -208,10 +209,39 @@ def operators_list() -> None:
         click.echo(f"{op.name}\tlast sign-in: {last}" + (f"\t{flags}" if flags else ""))
 
 
+retention = AppGroup("retention", help="Clearing old message texts (RETENTION_DAYS).")
+
+
+@retention.command("purge")
+@click.option("--dry-run", is_flag=True, help="Count what would be cleared; change nothing.")
+@click.option("--days", type=click.IntRange(min=1), help="Override RETENTION_DAYS for this run.")
+def retention_purge(dry_run: bool, days: int | None) -> None:
+    """Clear the texts of chats ended more than RETENTION_DAYS days ago (and of texts outside chats that
+    old), keeping who, when, states and the audit trail. Prints the counts."""
+    from .services.retention import count_due, purge
+
+    _ready()
+    days = days or int(current_app.config["RETENTION_DAYS"])
+    if days <= 0:
+        click.echo("RETENTION_DAYS is 0: texts are kept forever; nothing to purge (or pass --days N)")
+        return
+    if dry_run:
+        counts = count_due(days)
+        verb = "would clear"
+    else:
+        counts = purge(days, actor=Actor.CLI)
+        verb = "cleared"
+    click.echo(
+        f"{verb} {counts.messages} text(s) in {counts.chats} chat(s) ended more than {days} day(s) ago, "
+        f"and {counts.chatless} text(s) outside chats"
+    )
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(operators)
     app.cli.add_command(numbers)
     app.cli.add_command(outbox_cli)
+    app.cli.add_command(retention)
 
     @app.cli.command("init-db")
     def init_db() -> None:

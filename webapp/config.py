@@ -47,7 +47,12 @@ DEFAULTS: dict[str, Any] = {
     "END_TEMPLATE": "This conversation has ended. Messages to this number are no longer forwarded.",
     "AUTO_REPLY_TEMPLATE": "This number is not in an active conversation.",
     "OPT_OUT_TEMPLATE": "The other person has left this conversation.",
+    "OPT_IN_TEMPLATE": "You will get texts from this number again. Reply STOP to opt out.",
     "LABEL_DEFAULT": "your contact",
+    "CHAT_TTL_SECONDS": 0,  # a new chat ends this long after it started; 0 = no time limit
+    "CHAT_IDLE_SECONDS": 0,  # a new chat ends after this long without a text from either party; 0 = never
+    "RETENTION_DAYS": 0,  # clear message texts of chats ended this many days ago; 0 = keep forever
+    "REDACT_CONTACTS": False,  # replace phone numbers and e-mail addresses inside relayed texts
     "MASK_NUMBERS_IN_UI": True,
     "OUTBOX_WORKER": True,
     "OUTBOX_POLL_SECONDS": 1.0,
@@ -76,6 +81,12 @@ DEFAULTS: dict[str, Any] = {
     "LOG_LEVEL": "INFO",
 }
 
+def _not_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 # Each name: how to convert the environment's string.
 _CONVERT = {
     "PORT": int,
@@ -87,6 +98,10 @@ _CONVERT = {
     "AUTO_REPLY_INTERVAL": int,
     "AUTO_REPLY_MAX_PER_HOUR": int,
     "SEND_END_NOTICE": lambda v: v.strip().lower() in TRUE,
+    "CHAT_TTL_SECONDS": lambda v: _not_negative(int(v)),
+    "CHAT_IDLE_SECONDS": lambda v: _not_negative(int(v)),
+    "RETENTION_DAYS": lambda v: _not_negative(int(v)),
+    "REDACT_CONTACTS": lambda v: v.strip().lower() in TRUE,
     "MASK_NUMBERS_IN_UI": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_WORKER": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_POLL_SECONDS": float,

@@ -23,9 +23,14 @@ from flask import Flask
 from .extensions import db
 from .models import utcnow
 from .outbox import reconcile_due, recover_interrupted
+from .services.expiry import expire_due_chats
 from .services.inbound import flush_expired_parts
+from .services.retention import purge_old_texts
 
 log = logging.getLogger(__name__)
+
+EXPIRE_EVERY_SECONDS = 2.0
+PURGE_EVERY_SECONDS = 24 * 3600.0
 
 
 @dataclass
@@ -57,6 +62,9 @@ def default_jobs(app: Flask) -> list[Job]:
         Job("recover-interrupted-sends", 1.0, recover_interrupted),
         Job("reconcile-unconfirmed-sends", 1.0, reconcile_due),
         Job("flush-incomplete-multipart", 2.0, flush_expired_parts),
+        # a chat ends within this many seconds after its deadline (plus the time to end the ones before it)
+        Job("expire-chats", EXPIRE_EVERY_SECONDS, expire_due_chats),
+        Job("purge-old-texts", PURGE_EVERY_SECONDS, purge_old_texts),  # RETENTION_DAYS; at start, then daily
     ]
 
 

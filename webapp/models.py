@@ -75,6 +75,14 @@ class Chat(db.Model):
     """Two real numbers joined through one proxy number."""
 
     __tablename__ = "chats"
+    __table_args__ = (
+        # What the jobs find their rows by, so a run costs what it finds, not the size of the history:
+        # active chats by deadline (expiry), ended chats whose texts are still kept (retention). Composite
+        # rather than partial, so SQLite's planner (without statistics) prefers them to ix_chats_status.
+        Index("ix_chats_status_expires_at", "status", "expires_at"),
+        Index("ix_chats_status_idle_at", "status", "idle_at"),
+        Index("ix_chats_status_purged_ended", "status", "purged_at", "ended_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     a_number: Mapped[str] = mapped_column(String(20), index=True)
@@ -86,10 +94,19 @@ class Chat(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="active", index=True)
     ended_reason: Mapped[str | None] = mapped_column(String(20))
     created_by: Mapped[str | None] = mapped_column(String(60))
+    # who ended it, as the audit trail names actors: "api", "operator:<name>", "system", "participant:a"
+    ended_by: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # the time limit (expires_in / CHAT_TTL_SECONDS); NULL: none
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # seconds without a text from either party after which the chat ends (NULL: never), and when that is:
+    # moved forward by every inbound text (services/relay.py), cleared when the chat ends
+    idle_timeout: Mapped[int | None] = mapped_column(Integer)
+    idle_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # when retention cleared the texts of this ended chat (services/retention.py)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unread: Mapped[int] = mapped_column(Integer, default=0)
 
     routes: Mapped[list[Route]] = relationship(back_populates="chat", cascade="all, delete-orphan")
@@ -131,6 +148,17 @@ class Message(db.Model):
         ),
         # a lane's head: the oldest queued message to one recipient (outbox/queue.py)
         Index("ix_messages_lane", "to_number", "status", "id"),
+        # texts outside any chat (unrouted, auto-replies) whose bodies retention has not cleared yet
+        # (partial: a routed text, the bulk of the table, never enters it; the leading columns make SQLite's
+        # planner prefer it to ix_messages_chat)
+        Index(
+            "ix_messages_chatless_unpurged",
+            "chat_id",
+            "purged_at",
+            "created_at",
+            postgresql_where=text("chat_id IS NULL AND purged_at IS NULL"),
+            sqlite_where=text("chat_id IS NULL AND purged_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -153,6 +181,8 @@ class Message(db.Model):
     meta: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # set when retention replaced the body with "(removed after N days)"
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     parts: Mapped[list[SmsPart]] = relationship(back_populates="message", cascade="all, delete-orphan")
 
@@ -261,3 +291,28 @@ class HeldPart(db.Model):
     text: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class OptOut(db.Model):
+    """A person who texted STOP (or a synonym): they cannot be paired until they text START or UNSTOP."""
+
+    __tablename__ = "opt_outs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    proxy_number: Mapped[str | None] = mapped_column(String(20))  # the pool number they texted STOP to
+    chat_id: Mapped[int | None] = mapped_column(Integer)  # the chat it ended, if any
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(db.Model):
+    """One action by an operator, the API or the system, written in the transaction of the action (audit.py)."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(80))  # "api", "operator:<name>", "system", "cli", ...
+    action: Mapped[str] = mapped_column(String(40))  # states.Action
+    chat_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    detail: Mapped[str | None] = mapped_column(String(500))  # for people; masked numbers, never message text

@@ -6,6 +6,7 @@ Imports neither Flask nor SQLAlchemy, so every rule here is tested without an ap
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -146,13 +147,84 @@ def other_party(parties: Parties, sender: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- message text
 
 STOP_WORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"})
+START_WORDS = frozenset({"START", "UNSTOP"})
+KEYWORDS = STOP_WORDS | START_WORDS
+
+
+def _keyword(text: str | None) -> str:
+    return text.strip().strip(".!").strip().upper() if text else ""
 
 
 def is_opt_out(text: str | None) -> bool:
     """True when the whole message is a stop word (case, spaces and final punctuation ignored)."""
-    if not text:
-        return False
-    return text.strip().strip(".!").strip().upper() in STOP_WORDS
+    return _keyword(text) in STOP_WORDS
+
+
+def is_opt_in(text: str | None) -> bool:
+    """True when the whole message is START or UNSTOP: the sender lifts their opt-out."""
+    return _keyword(text) in START_WORDS
+
+
+def is_keyword(text: str | None) -> bool:
+    """STOP, START or a synonym: handled by the service itself, never relayed as a text."""
+    return _keyword(text) in KEYWORDS
+
+
+# ---------------------------------------------------------------- leak guard
+
+NUMBER_REMOVED = "[number removed]"
+EMAIL_REMOVED = "[email removed]"
+# An address as people type it; good enough to catch a party handing out theirs (no RFC 5322 parser needed).
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """A text with contact details replaced; `found` names what was removed ("number", "email")."""
+
+    text: str
+    found: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.found)
+
+
+def _looks_like_phone(match: phonenumbers.PhoneNumberMatch) -> bool:
+    """Keep what a person would read as a phone number, not a price, a date or a short order number.
+
+    The matcher runs at POSSIBLE leniency, since fictional and newly allocated ranges are not VALID; then a
+    match counts when it is a valid number, or has 10+ digits, or 9+ digits written with + or a trunk 0.
+    """
+    digits = sum(ch.isdigit() for ch in match.raw_string)
+    if phonenumbers.is_valid_number(match.number) or digits >= 10:
+        return True
+    return digits >= 9 and match.raw_string.lstrip()[:1] in ("+", "0")
+
+
+def redact_contacts(text: str, region: str | None) -> Redaction:
+    """Replace phone numbers and e-mail addresses inside a text with `[number removed]`/`[email removed]`.
+
+    Numbers are found by `phonenumbers.PhoneNumberMatcher` (national ones read in `region`), addresses by a
+    plain pattern; addresses go first, so digits inside one are not taken for a number.
+    """
+    found: list[str] = []
+    out, n = _EMAIL.subn(EMAIL_REMOVED, text)
+    if n:
+        found.append("email")
+    pieces: list[str] = []
+    last = 0
+    matcher = phonenumbers.PhoneNumberMatcher(out, region or "ZZ", leniency=phonenumbers.Leniency.POSSIBLE)
+    for match in matcher:
+        if not _looks_like_phone(match):
+            continue
+        pieces.append(out[last : match.start])
+        pieces.append(NUMBER_REMOVED)
+        last = match.end
+    if pieces:
+        found.append("number")
+        out = "".join(pieces) + out[last:]
+    return Redaction(out, tuple(found))
 
 
 GSM7_BASIC = frozenset(

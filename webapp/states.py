@@ -60,6 +60,52 @@ class EndedReason(StrEnum):
     OPT_OUT = "opt_out"
 
 
+class Recipient(StrEnum):
+    """Whom a dispatcher's own message goes to (`POST /api/chats/<id>/messages`, the compose box)."""
+
+    A = "a"
+    B = "b"
+    BOTH = "both"
+
+
+class Action(StrEnum):
+    """What the audit trail records (audit.py). Stored as text: renaming one changes the recorded history."""
+
+    CHAT_CREATED = "chat.created"
+    CHAT_ENDED = "chat.ended"
+    MESSAGE_SENT = "message.sent"  # a dispatcher's (or the API's) own message
+    MESSAGE_RESENT = "message.resent"
+    NUMBER_ADDED = "number.added"
+    NUMBER_REMOVED = "number.removed"
+    OPERATOR_CREATED = "operator.created"
+    OPERATOR_DISABLED = "operator.disabled"
+    OPERATOR_ENABLED = "operator.enabled"
+    OPERATOR_PASSWORD_RESET = "operator.password_reset"
+    OPERATOR_ADMIN_CHANGED = "operator.admin_changed"
+    OPT_OUT_ADDED = "opt_out.added"
+    OPT_OUT_LIFTED = "opt_out.lifted"
+    TRANSCRIPT_EXPORTED = "transcript.exported"
+    TEXTS_PURGED = "texts.purged"
+
+
+class Actor:
+    """Who did something, as the audit trail and `chats.ended_by` write it: `api`, `operator:<name>`, ..."""
+
+    API = "api"
+    SYSTEM = "system"  # a scheduled job: expiry, retention
+    CLI = "cli"  # a `flask` command run on the server
+    SMS = "sms"  # a text from someone outside any chat (STOP / START to a pool number)
+
+    @staticmethod
+    def operator(name: str) -> str:
+        return f"operator:{name}"
+
+    @staticmethod
+    def participant(side: str) -> str:
+        """A party of the chat, by a text they sent (STOP)."""
+        return f"participant:{side}"
+
+
 # Outbound messages still on their way out (the worker owns them).
 IN_FLIGHT = frozenset({Status.QUEUED, Status.SENDING})
 # A part's or a message's delivery state that will not change any more.

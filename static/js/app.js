@@ -121,6 +121,73 @@
     localizeTimes(document);
   }
 
+  // ------------------------------------------------------------------ compose box: SMS part count as you type
+
+  // Mirrors proxy.segments(): GSM 03.38 text is 160 characters in one SMS and 153 per part (an extension
+  // character such as € counts twice); anything else is UCS-2, 70 in one SMS and 67 per part. The alphabet
+  // comes from the server (data-gsm on the form), so it is defined once, in proxy.py.
+  function smsCount(text, alphabet) {
+    var basic = alphabet.basic, ext = alphabet.ext, units = 0, gsm = true;
+    for (var i = 0; i < text.length; i++) {
+      var ch = text.charAt(i);
+      if (basic.indexOf(ch) !== -1) units += 1;
+      else if (ext.indexOf(ch) !== -1) units += 2;
+      else { gsm = false; break; }
+    }
+    if (!gsm) units = text.length; // UTF-16 code units, as the server counts them
+    var single = gsm ? 160 : 70, per = gsm ? 153 : 67;
+    var parts = units <= single ? 1 : Math.ceil(units / per);
+    return Array.from(text).length + " characters" + (gsm || !text.length ? "" : " (unicode)") + " · " + parts +
+      " SMS" + (parts > 1 ? " parts" : "");
+  }
+
+  function updateCount(form) {
+    var box = form.querySelector("textarea[name=text]"), out = form.querySelector("#compose-count");
+    if (!box || !out) return;
+    var alphabet;
+    try { alphabet = JSON.parse(form.getAttribute("data-gsm")); } catch (err) { return; }
+    var both = form.querySelector("input[name=to][value=both]");
+    out.textContent = smsCount(box.value.replace(/\r\n/g, "\n"), alphabet) + (both && both.checked ? " to each" : "");
+  }
+
+  document.addEventListener("input", function (e) {
+    var form = e.target && e.target.closest && e.target.closest("#compose");
+    if (form) updateCount(form);
+  });
+  document.addEventListener("change", function (e) {
+    var form = e.target && e.target.closest && e.target.closest("#compose");
+    if (form) updateCount(form);
+  });
+
+  // ------------------------------------------------------------------ time left: [data-deadline] ticks
+
+  function timeLeft(iso) {
+    var left = Math.floor((new Date(iso).getTime() - Date.now()) / 1000);
+    if (isNaN(left)) return null;
+    if (left <= 0) return "now";
+    var d = Math.floor(left / 86400), h = Math.floor((left % 86400) / 3600);
+    var m = Math.floor((left % 3600) / 60), s = left % 60;
+    if (d) return "in " + d + " d " + h + " h";
+    if (h) return "in " + h + " h " + (m < 10 ? "0" : "") + m + " min";
+    if (m) return "in " + m + " min";
+    return "in " + s + " s";
+  }
+
+  function tick() {
+    document.querySelectorAll("[data-deadline]").forEach(function (el) {
+      var text = timeLeft(el.getAttribute("data-deadline"));
+      if (text !== null && el.textContent !== text) el.textContent = text;
+    });
+    // a chat that ended (live) takes no more messages: the compose box goes quiet
+    var compose = document.getElementById("compose");
+    if (compose && document.getElementById("chat-ended")) {
+      compose.querySelectorAll("textarea, input, button").forEach(function (el) { el.disabled = true; });
+      compose.classList.add("closed");
+    }
+  }
+  setInterval(tick, 1000);
+  document.addEventListener("htmx:after:swap", tick);
+
   // ------------------------------------------------------------------ Socket.IO
 
   function setStatus(state, text) {

@@ -144,7 +144,7 @@ def test_ending_a_chat_updates_both_dispatchers(dashboard, second_dispatcher, se
     expect(second_dispatcher.locator(f"#chat-row-{chat['id']}")).to_be_visible()
     dashboard.expect_confirm = True
     dashboard.click("#end-chat")
-    expect(dashboard.locator("#chat-ended")).to_contain_text("ended by a dispatcher")
+    expect(dashboard.locator("#chat-ended")).to_contain_text(f"ended by dispatcher {OPERATOR}")
     expect(dashboard.locator("#end-chat")).to_have_count(0)
     # the other dispatcher's active list drops it without a reload
     expect(second_dispatcher.locator(f"#chat-row-{chat['id']}")).to_have_count(0)

@@ -8,19 +8,37 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import queries, services
+from .. import audit, queries, services
 from ..extensions import db
 from ..models import Chat, utcnow
 from ..services.chats import mark_read, validate_chat_request
+from ..services.optouts import count_opt_outs
 from ..services.outbound import resend_message
+from ..states import Actor
 
 bp = Blueprint("dashboard", __name__)
 
-PAIR_FIELDS = ("a", "b", "a_label", "b_label", "reference")
+PAIR_FIELDS = ("a", "b", "a_label", "b_label", "reference", "expires_in", "idle_timeout")
+COMPOSE_FIELDS = ("to", "text")
 TABS = ("active", "ended")
+# The pair form's lifetime choices, in seconds (the API takes any value from 60 to 31,536,000).
+EXPIRY_CHOICES = (3600, 2 * 3600, 4 * 3600, 8 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
+IDLE_CHOICES = (600, 1800, 3600, 2 * 3600, 4 * 3600, 86400)
+
+
+def _actor() -> str:
+    """The signed-in dispatcher, as the audit trail names them."""
+    return Actor.operator(current_user.name)
+
+
+def _field_errors(exc: services.ServiceError, fields: tuple[str, ...]) -> dict[str, str]:
+    """A service error shown next to its field ("a: '123' is not..." -> "'123' is not..." under field a)."""
+    field = exc.field if exc.field in fields else "form"
+    message = exc.message.split(": ", 1)[1] if exc.message.startswith(f"{field}: ") else exc.message
+    return {field: message}
 
 
 def _htmx() -> bool:
@@ -62,6 +80,11 @@ def _get_chat(chat_id: int) -> Chat:
 # ------------------------------------------------------------------ chats list and pairing
 
 
+@bp.app_context_processor
+def _pair_choices() -> dict:
+    return {"EXPIRY_CHOICES": EXPIRY_CHOICES, "IDLE_CHOICES": IDLE_CHOICES}
+
+
 @bp.get("/")
 def chats():
     return render_template("dashboard/chats.html", form={}, errors={}, **_chat_list_context())
@@ -79,12 +102,9 @@ def pair():
     created = None
     try:
         req = validate_chat_request(**{f: form[f] for f in PAIR_FIELDS})
-        created = services.start_chat(req, created_by=current_user.name)
+        created = services.start_chat(req, created_by=current_user.name, actor=_actor())
     except services.ServiceError as exc:
-        field = exc.field if exc.field in PAIR_FIELDS else "form"
-        # "a: '123' is not a phone number" -> shown next to field a as "'123' is not a phone number"
-        message = exc.message.split(": ", 1)[1] if exc.message.startswith(f"{field}: ") else exc.message
-        errors[field] = message
+        errors = _field_errors(exc, PAIR_FIELDS)
     status = 422 if errors else 200
     if _htmx():
         return render_template(
@@ -135,7 +155,7 @@ def chat_read(chat_id: int):
 @bp.post("/chats/<int:chat_id>/end")
 def end(chat_id: int):
     try:
-        services.end_chat(chat_id, reason="operator")
+        services.end_chat(chat_id, reason="operator", actor=_actor())
     except services.NotFound:
         abort(404)
     except services.Conflict as exc:
@@ -143,11 +163,47 @@ def end(chat_id: int):
     return redirect(url_for("dashboard.chat", chat_id=chat_id))
 
 
+@bp.post("/chats/<int:chat_id>/messages")
+def compose(chat_id: int):
+    """The dispatcher's own SMS to one or both parties (the compose box on the chat page)."""
+    form = {f: (request.form.get(f) or "") for f in COMPOSE_FIELDS}
+    errors: dict[str, str] = {}
+    sent = []
+    try:
+        sent = services.send_operator_message(chat_id, form["to"], form["text"], actor=_actor())
+    except services.NotFound:
+        abort(404)
+    except services.ServiceError as exc:
+        errors = _field_errors(exc, COMPOSE_FIELDS)
+    if not _htmx():
+        for message in errors.values():
+            flash(message)
+        return redirect(url_for("dashboard.chat", chat_id=chat_id))
+    chat = _get_chat(chat_id)
+    kept = form if errors else {"to": form["to"], "text": ""}
+    return render_template(
+        "dashboard/_compose.html", chat=chat, form=kept, errors=errors, sent=sent
+    ), (422 if errors else 200)
+
+
+@bp.get("/chats/<int:chat_id>/transcript.csv")
+def transcript_csv(chat_id: int):
+    try:
+        chat, text = services.transcript_csv(chat_id, actor=_actor())
+    except services.NotFound:
+        abort(404)
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="chat-{chat.id}-transcript.csv"'},
+    )
+
+
 @bp.post("/messages/<int:message_id>/resend")
 def resend(message_id: int):
     """Queue a failed message again; the transcript line updates through the live doorbell."""
     try:
-        copy = resend_message(message_id, requested_by=current_user.name)
+        copy = resend_message(message_id, requested_by=current_user.name, actor=_actor())
     except services.NotFound:
         abort(404)
     except services.Conflict as exc:
@@ -180,6 +236,21 @@ def numbers():
 @bp.get("/fragments/numbers")
 def numbers_table():
     return render_template("dashboard/_numbers.html", pool=queries.pool_load())
+
+
+@bp.get("/activity")
+def activity():
+    """The audit trail, newest first, 50 to a page (`before=<id>` pages back)."""
+    before = request.args.get("before", type=int)
+    events = audit.recent(50, before=before, chat_id=request.args.get("chat", type=int))
+    return render_template("dashboard/activity.html", events=events, before=before)
+
+
+@bp.get("/opt-outs")
+def opt_outs():
+    page = _int_arg("page")
+    rows = services.list_opt_outs(limit=50, offset=(page - 1) * 50)
+    return render_template("dashboard/opt_outs.html", rows=rows, page=page, total=count_opt_outs(), per_page=50)
 
 
 @bp.get("/fragments/nav")

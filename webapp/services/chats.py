@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .. import events
+from .. import audit, events
 from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, Message, Route, utcnow
 from ..outbox import queue_message
-from ..proxy import InvalidNumber, choose_proxy, mask_for_log, parse_number, region_of, render
-from ..states import ChatStatus, Kind
+from ..proxy import InvalidNumber, choose_proxy, mask, mask_for_log, parse_number, region_of, render
+from ..states import Action, Actor, ChatStatus, Kind
 from .errors import Conflict, InvalidInput, NotFound
+from .optouts import refuse_opted_out
 from .pool import is_proxy_number, pool_entries
 
 log = logging.getLogger(__name__)
 
 MAX_LABEL = 60
 MAX_REFERENCE = 120
+# expires_in and idle_timeout, in seconds: a minute to a year
+MIN_LIFETIME = 60
+MAX_LIFETIME = 31_536_000
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,26 @@ class ChatRequest:
     a_label: str | None
     b_label: str | None
     reference: str | None
+    expires_in: int | None = None  # seconds; None: CHAT_TTL_SECONDS
+    idle_timeout: int | None = None  # seconds; None: CHAT_IDLE_SECONDS
+
+
+def _seconds(value: object, field: str) -> int | None:
+    """A lifetime in whole seconds within MIN..MAX_LIFETIME; None (absent, null, "") means the default."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be a whole number of seconds", field=field)
+    if not MIN_LIFETIME <= value <= MAX_LIFETIME:
+        raise InvalidInput(
+            f"{field} must be between {MIN_LIFETIME} and {MAX_LIFETIME:,} seconds (a minute to a year)",
+            field=field,
+        )
+    return value
 
 
 def _clean_text(value: object, field: str, limit: int) -> str | None:
@@ -48,7 +73,13 @@ def _clean_text(value: object, field: str, limit: int) -> str | None:
 
 
 def validate_chat_request(
-    a: object, b: object, a_label: object = None, b_label: object = None, reference: object = None
+    a: object,
+    b: object,
+    a_label: object = None,
+    b_label: object = None,
+    reference: object = None,
+    expires_in: object = None,
+    idle_timeout: object = None,
 ) -> ChatRequest:
     """Check a pairing request; raise InvalidInput naming the first bad field."""
     region = current_app.config["DEFAULT_REGION"]
@@ -71,7 +102,19 @@ def validate_chat_request(
         a_label=_clean_text(a_label, "a_label", MAX_LABEL),
         b_label=_clean_text(b_label, "b_label", MAX_LABEL),
         reference=_clean_text(reference, "reference", MAX_REFERENCE),
+        expires_in=_seconds(expires_in, "expires_in"),
+        idle_timeout=_seconds(idle_timeout, "idle_timeout"),
     )
+
+
+def _lifetimes(req: ChatRequest, now: datetime) -> tuple[datetime | None, int | None, datetime | None]:
+    """(expires_at, idle_timeout, idle_at) of a chat starting now: the request's, else the configured defaults."""
+    cfg = current_app.config
+    ttl = req.expires_in if req.expires_in is not None else int(cfg["CHAT_TTL_SECONDS"]) or None
+    idle = req.idle_timeout if req.idle_timeout is not None else int(cfg["CHAT_IDLE_SECONDS"]) or None
+    expires_at = now + timedelta(seconds=ttl) if ttl else None
+    idle_at = now + timedelta(seconds=idle) if idle else None
+    return expires_at, idle, idle_at
 
 
 def _describe(label: str | None) -> str:
@@ -81,7 +124,14 @@ def _describe(label: str | None) -> str:
     return label if label.lower().startswith("your ") else f"your {label.lower()}"
 
 
-def queue_to_party(chat: Chat, side: str, kind: str, text: str, source_id: int | None = None) -> Message:
+def queue_to_party(
+    chat: Chat,
+    side: str,
+    kind: str,
+    text: str,
+    source_id: int | None = None,
+    meta: dict | None = None,
+) -> Message:
     """Queue an SMS from the chat's proxy number to one of its parties."""
     return queue_message(
         to=chat.number(side),
@@ -91,6 +141,7 @@ def queue_to_party(chat: Chat, side: str, kind: str, text: str, source_id: int |
         chat_id=chat.id,
         side=side,
         source_id=source_id,
+        meta=meta,
     )
 
 
@@ -125,12 +176,19 @@ def _allocate(req: ChatRequest) -> str:
     return number
 
 
-def start_chat(req: ChatRequest, created_by: str | None = None) -> Chat:
-    """Pair two people: allocate a proxy number, bind their routes, queue the introductions."""
+def start_chat(req: ChatRequest, created_by: str | None = None, actor: str | None = None) -> Chat:
+    """Pair two people: allocate a proxy number, bind their routes, queue the introductions.
+
+    Refused (Conflict naming the field) when either person opted out. `actor` is who asked, as the audit
+    trail names them (states.Actor); `created_by` is shown on the chat ("started by maria").
+    """
     cfg = current_app.config
     for attempt in range(5):
         begin_write()
+        refuse_opted_out({"a": req.a, "b": req.b})
         number = _allocate(req)
+        now = utcnow()
+        expires_at, idle_timeout, idle_at = _lifetimes(req, now)
         chat = Chat(
             a_number=req.a,
             b_number=req.b,
@@ -139,6 +197,11 @@ def start_chat(req: ChatRequest, created_by: str | None = None) -> Chat:
             reference=req.reference,
             proxy_number=number,
             created_by=created_by,
+            created_at=now,
+            last_activity_at=now,
+            expires_at=expires_at,
+            idle_timeout=idle_timeout,
+            idle_at=idle_at,
         )
         db.session.add(chat)
         chat.routes = [
@@ -155,6 +218,7 @@ def start_chat(req: ChatRequest, created_by: str | None = None) -> Chat:
         for side, other in (("a", "b"), ("b", "a")):
             text = render(cfg["INTRO_TEMPLATE"], {"other": _describe(chat.label(other)), "proxy": number})
             queue_to_party(chat, side, Kind.INTRO, text)
+        _audit_created(chat, actor or created_by)
         db.session.commit()
         break
     else:
@@ -168,6 +232,17 @@ def start_chat(req: ChatRequest, created_by: str | None = None) -> Chat:
     )
     events.announce(events.chat_created, chat_id=chat.id)
     return chat
+
+
+def _audit_created(chat: Chat, actor: str | None) -> None:
+    parts = [f"{mask(chat.a_number)} and {mask(chat.b_number)} via {chat.proxy_number}"]
+    if chat.reference:
+        parts.append(f"ref {chat.reference}")
+    if chat.expires_at:
+        parts.append(f"ends by {chat.expires_at.isoformat(timespec='seconds')}")
+    if chat.idle_timeout:
+        parts.append(f"ends after {chat.idle_timeout} s without texts")
+    audit.record(actor, Action.CHAT_CREATED, chat.id, "; ".join(parts))
 
 
 def get_chat(chat_id: int) -> Chat:
@@ -186,31 +261,37 @@ def list_chats(status: str | None = None, limit: int = 100, offset: int = 0) -> 
     return list(db.session.scalars(query))
 
 
-def end_chat(chat_id: int, reason: str = "operator") -> Chat:
-    """End a chat: free its routes and (by configuration) tell both parties."""
+def end_chat(chat_id: int, reason: str = "operator", actor: str | None = None) -> Chat:
+    """End a chat: free its routes and (by configuration) tell both parties. `actor`: who ended it."""
     begin_write()
     chat = get_chat(chat_id)
     if chat.status != ChatStatus.ACTIVE:
         raise Conflict(f"chat {chat_id} has already ended", field="id")
-    close_chat(chat, reason)
+    close_chat(chat, reason, actor=actor or (Actor.API if reason == "api" else None))
     db.session.commit()
     log.info("chat %d ended (%s)", chat.id, reason)
     events.announce(events.chat_ended, chat_id=chat.id)
     return chat
 
 
-def close_chat(chat: Chat, reason: str, notices: dict[str, str] | None = None) -> None:
+def close_chat(
+    chat: Chat, reason: str, notices: dict[str, str] | None = None, actor: str | None = None
+) -> None:
     """End a chat inside the caller's transaction, freeing its routes and queueing `notices` by side.
 
-    Without `notices`, both parties get the configured end notice when SEND_END_NOTICE is on.
+    Without `notices`, both parties get the configured end notice when SEND_END_NOTICE is on. `actor` (who
+    ended it, states.Actor) is kept on the chat and in the audit trail; None means the system.
     """
     cfg = current_app.config
     now = utcnow()
     chat.status = ChatStatus.ENDED
     chat.ended_reason = reason
     chat.ended_at = now
+    chat.ended_by = actor or Actor.SYSTEM
     chat.last_activity_at = now
+    chat.idle_at = None  # no longer due for the idle check
     chat.routes.clear()  # delete-orphan: frees the routing keys
+    audit.record(chat.ended_by, Action.CHAT_ENDED, chat.id, f"reason: {reason}")
     if notices is None:
         end_text = render(cfg["END_TEMPLATE"], {"proxy": chat.proxy_number})
         notices = {"a": end_text, "b": end_text} if cfg["SEND_END_NOTICE"] else {}

@@ -20,13 +20,24 @@ from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, HeldPart, Message, Route, clip, utcnow
 from ..outbox import queue_message
-from ..proxy import InvalidNumber, Parties, is_opt_out, mask_for_log, other_party, parse_number, render
-from ..states import Kind
+from ..proxy import (
+    InvalidNumber,
+    Parties,
+    is_keyword,
+    is_opt_in,
+    is_opt_out,
+    mask_for_log,
+    other_party,
+    parse_number,
+    render,
+)
+from ..states import Actor, Kind
 from .autoreply import may_auto_reply
 from .chats import close_chat, queue_to_party
 from .errors import InvalidInput
+from .optouts import lift, opted_out, register
 from .pool import is_proxy_number
-from .relay import try_relay
+from .relay import redaction, try_relay
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +50,7 @@ MISSING_RUN_MARKER = "[parts {first}-{last} of {total} missing]"  # consecutive 
 
 @dataclass(frozen=True)
 class Inbound:
-    """Outcome of one inbound webhook. `outcome`: relayed, duplicate, unrouted, opt_out, empty, held."""
+    """Outcome of one inbound webhook. `outcome`: relayed, duplicate, unrouted, opt_out, opt_in, empty, held."""
 
     outcome: str
     message_id: int | None
@@ -113,7 +124,10 @@ def receive_sms(params: Mapping[str, str]) -> Inbound:
     sender, proxy, text, provider_id = parse_inbound(params)
     concat = parse_concat(params)
     begin_write()
-    if concat is None and (fast := try_relay(sender, proxy, text, provider_id)) is not None:
+    cfg = current_app.config
+    redact = bool(cfg["REDACT_CONTACTS"])
+    fast = None if concat else try_relay(sender, proxy, text, provider_id, redact, cfg["DEFAULT_REGION"])
+    if fast is not None:
         if fast.message_id is None:  # ON CONFLICT: this messageId is stored already
             db.session.rollback()
             return Inbound("duplicate", _already_have(provider_id))
@@ -299,6 +313,12 @@ def _store(
     if route is None:
         msg.status = "unrouted"
         db.session.flush()
+        if is_keyword(text) and is_proxy_number(proxy) and _opt_keyword(sender, proxy, text, None, Actor.SMS):
+            if is_opt_in(text):
+                msg.meta = {**(msg.meta or {}), "keyword": "start"}
+                return Inbound("opt_in", msg.id)
+            msg.status = "opt_out"
+            return Inbound("unrouted", msg.id)
         if cfg["AUTO_REPLY"] and not is_opt_out(text) and is_proxy_number(proxy):
             _maybe_auto_reply(sender, proxy)
         return Inbound("unrouted", msg.id)
@@ -312,17 +332,42 @@ def _store(
     msg.chat_id = chat.id
     msg.side = side
     chat.last_activity_at = now
+    if chat.idle_timeout:
+        chat.idle_at = now + timedelta(seconds=chat.idle_timeout)
     chat.unread = (chat.unread or 0) + 1
     if is_opt_out(text):
         msg.status = "opt_out"
         db.session.flush()
-        close_chat(chat, "opt_out", {other: cfg["OPT_OUT_TEMPLATE"]})
+        register(sender, proxy, chat.id, Actor.participant(side))
+        close_chat(chat, "opt_out", {other: cfg["OPT_OUT_TEMPLATE"]}, actor=Actor.participant(side))
         return Inbound("opt_out", msg.id, chat.id)
     db.session.flush()
     if not text.strip():
         return Inbound("empty", msg.id, chat.id)
-    queue_to_party(chat, other, Kind.RELAY, text, source_id=msg.id)
+    if is_opt_in(text) and _opt_keyword(sender, proxy, text, chat.id, Actor.participant(side)):
+        msg.meta = {**(msg.meta or {}), "keyword": "start"}
+        return Inbound("opt_in", msg.id, chat.id)
+    relayed = redaction(text, sender, cfg["DEFAULT_REGION"]) if cfg["REDACT_CONTACTS"] else None
+    marker = {"redacted": list(relayed.found)} if relayed is not None else None
+    if marker:
+        msg.meta = {**(msg.meta or {}), **marker}
+    queue_to_party(
+        chat, other, Kind.RELAY, relayed.text if relayed else text, source_id=msg.id, meta=marker
+    )
     return Inbound("relayed", msg.id, chat.id)
+
+
+def _opt_keyword(sender: str, proxy: str, text: str, chat_id: int | None, actor: str) -> bool:
+    """STOP registers the sender; START/UNSTOP lifts a registered sender's opt-out. True when handled.
+
+    A START from someone who never opted out is an ordinary text (relayed in a chat, unrouted outside).
+    """
+    if is_opt_out(text):
+        register(sender, proxy, chat_id, actor)
+        return True
+    if is_opt_in(text) and opted_out([sender]):
+        return lift(sender, proxy, actor, chat_id)
+    return False
 
 
 def _maybe_auto_reply(sender: str, proxy: str) -> None:

@@ -18,9 +18,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import events
+from .. import audit, events
 from ..extensions import db
 from ..models import Operator, OperatorSession, utcnow
+from ..states import Action
 from .errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,15 @@ def count_operators() -> int:
     return db.session.scalar(select(func.count()).select_from(Operator)) or 0
 
 
-def create_operator(name: str, password: str, *, admin: bool = False) -> Operator:
+def create_operator(name: str, password: str, *, admin: bool = False, actor: str | None = None) -> Operator:
+    """A new operator account. `actor` (who created it, states.Actor) goes to the audit trail."""
     name = _clean_name(name)
     password = _check_password(password)
     if db.session.scalar(select(Operator.id).where(Operator.name == name)) is not None:
         raise Conflict(f"an operator named {name!r} already exists", field="name")
     operator = Operator(name=name, password_hash=generate_password_hash(password), is_admin=admin)
     db.session.add(operator)
+    audit.record(actor, Action.OPERATOR_CREATED, detail=f"{name}{' (admin)' if admin else ''}")
     try:
         db.session.commit()
     except IntegrityError:
@@ -84,40 +87,44 @@ def create_operator(name: str, password: str, *, admin: bool = False) -> Operato
     return operator
 
 
-def disable_operator(name: str) -> Operator:
+def disable_operator(name: str, actor: str | None = None) -> Operator:
     """The operator can no longer sign in; their sessions and open sockets end now."""
     operator = get_operator(name)
     if operator.disabled_at is None:
         operator.disabled_at = utcnow()
     _end_all_sessions(operator.id)
+    audit.record(actor, Action.OPERATOR_DISABLED, detail=operator.name)
     db.session.commit()
     log.info("operator %d disabled", operator.id)
     events.announce(events.operator_signed_out, operator_id=str(operator.id))
     return operator
 
 
-def enable_operator(name: str) -> Operator:
+def enable_operator(name: str, actor: str | None = None) -> Operator:
     operator = get_operator(name)
     operator.disabled_at = None
+    audit.record(actor, Action.OPERATOR_ENABLED, detail=operator.name)
     db.session.commit()
     log.info("operator %d enabled", operator.id)
     return operator
 
 
-def reset_password(name: str, password: str) -> Operator:
+def reset_password(name: str, password: str, actor: str | None = None) -> Operator:
     """A new password; every session of the operator ends (whoever knew the old one is signed out)."""
     operator = get_operator(name)
     operator.password_hash = generate_password_hash(_check_password(password))
     _end_all_sessions(operator.id)
+    audit.record(actor, Action.OPERATOR_PASSWORD_RESET, detail=operator.name)
     db.session.commit()
     log.info("operator %d password reset", operator.id)
     events.announce(events.operator_signed_out, operator_id=str(operator.id))
     return operator
 
 
-def set_admin(name: str, admin: bool) -> Operator:
+def set_admin(name: str, admin: bool, actor: str | None = None) -> Operator:
     operator = get_operator(name)
     operator.is_admin = bool(admin)
+    audit.record(actor, Action.OPERATOR_ADMIN_CHANGED, detail=f"{operator.name}: {'admin' if admin else 'dispatcher'}")
     db.session.commit()
     log.info("operator %d %s", operator.id, "promoted to admin" if admin else "is no longer admin")
     return operator

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select
 
-from .. import events
+from .. import audit, events
 from ..extensions import db
 from ..models import Chat, ProxyNumber
 from ..proxy import InvalidNumber, PoolEntry, mask_for_log, parse_number, region_of
+from ..states import Action
 from .errors import Conflict, InvalidInput, NotFound
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def is_proxy_number(number: str) -> bool:
     return db.session.scalar(select(ProxyNumber.id).where(ProxyNumber.number == number)) is not None
 
 
-def add_number(raw: str, default_region: str) -> ProxyNumber:
+def add_number(raw: str, default_region: str, actor: str | None = None) -> ProxyNumber:
     try:
         number = parse_number(raw, default_region)
     except InvalidNumber as exc:
@@ -52,13 +53,14 @@ def add_number(raw: str, default_region: str) -> ProxyNumber:
         raise Conflict(f"{number} is already in the pool", field="number")
     entry = ProxyNumber(number=number, region=region_of(number))
     db.session.add(entry)
+    audit.record(actor, Action.NUMBER_ADDED, detail=number)
     db.session.commit()
     log.info("proxy number %s added to the pool", mask_for_log(number))
     events.announce(events.numbers_changed)
     return entry
 
 
-def remove_number(raw: str, default_region: str) -> str:
+def remove_number(raw: str, default_region: str, actor: str | None = None) -> str:
     try:
         number = parse_number(raw, default_region)
     except InvalidNumber as exc:
@@ -75,6 +77,7 @@ def remove_number(raw: str, default_region: str) -> str:
             field="number",
         )
     db.session.delete(entry)
+    audit.record(actor, Action.NUMBER_REMOVED, detail=number)
     db.session.commit()
     log.info("proxy number %s removed from the pool", mask_for_log(number))
     events.announce(events.numbers_changed)
