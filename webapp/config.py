@@ -43,7 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "OPT_OUT_TEMPLATE": "The other person has left this conversation.",
     "LABEL_DEFAULT": "your contact",
     "MASK_NUMBERS_IN_UI": True,
+    "WEB_THREADS": 100,  # python -m webapp: threads of the web process (open websockets + requests in flight)
     "OUTBOX_WORKER": True,
+    "OUTBOX_PROCESS": True,  # python -m webapp: the outbox in a process of its own (both cores), else in threads
     "OUTBOX_POLL_SECONDS": 1.0,
     "OUTBOX_MAX_ATTEMPTS": 12,
     "OUTBOX_LEASE_SECONDS": 15,  # a worker holds a lane this long at most (at least VONAGE_TIMEOUT + 2)
@@ -75,7 +77,9 @@ _CONVERT = {
     "AUTO_REPLY_INTERVAL": int,
     "SEND_END_NOTICE": lambda v: v.strip().lower() in TRUE,
     "MASK_NUMBERS_IN_UI": lambda v: v.strip().lower() in TRUE,
+    "WEB_THREADS": int,
     "OUTBOX_WORKER": lambda v: v.strip().lower() in TRUE,
+    "OUTBOX_PROCESS": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_POLL_SECONDS": float,
     "OUTBOX_MAX_ATTEMPTS": int,
     "OUTBOX_LEASE_SECONDS": int,
