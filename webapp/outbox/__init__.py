@@ -1,6 +1,6 @@
 """The outbox: every outbound SMS is a queued row, sent by a worker, in order per recipient.
 
-- queue.py    the only writer of outbound rows and lanes (`queue_message`, `queue_row`, `requeue`);
+- queue.py    the only writer of outbound rows and lanes (`queue_message`, `queue_rows`, `requeue`);
 - claim.py    takes due lanes (not rows), so a claim costs the same whatever the backlog;
 - sender.py   sends one claimed message through the gateway and settles the answer, isolated per message;
 - worker.py   `drain_once()` and the background `Worker`;
@@ -10,9 +10,9 @@ Guarantees and the states a message goes through: docs/delivery.md.
 """
 
 from .claim import Job, claim
-from .queue import queue_message, queue_row, requeue
+from .queue import queue_message, queue_rows, requeue
 from .recovery import reconcile_due, recover_interrupted
-from .sender import backoff, gateway, rate_limiter, settle
+from .sender import backoff, gateway, rate_limiter, settle, settle_many
 from .worker import Worker, drain_once
 
 __all__ = [
@@ -23,10 +23,11 @@ __all__ = [
     "drain_once",
     "gateway",
     "queue_message",
-    "queue_row",
+    "queue_rows",
     "rate_limiter",
     "reconcile_due",
     "recover_interrupted",
     "requeue",
     "settle",
+    "settle_many",
 ]

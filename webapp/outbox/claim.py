@@ -2,22 +2,23 @@
 
 One short transaction takes up to `limit` due lanes (`due_at <= now`, by index, oldest due first; on
 PostgreSQL `FOR UPDATE SKIP LOCKED`, so several workers never take one lane), holds each until
-`now + OUTBOX_LEASE_SECONDS`, and moves each lane's head from `queued` to `sending`. Per lane that is one
-indexed lookup of the head and one UPDATE, whatever is queued behind it. Nothing is sent inside the
-transaction; the HTTP calls happen after it commits (sender.py).
+`now + OUTBOX_LEASE_SECONDS`, and moves each lane's head from `queued` to `sending`: three statements for the
+whole batch, with one indexed lookup of each lane's head, whatever is queued behind it. Nothing is sent inside
+the transaction; the HTTP calls happen after it commits (sender.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..database import begin_write
 from ..extensions import db
-from ..models import Lane, Message, utcnow
+from ..models import Lane, Message, UTCDateTime, utcnow
 from ..states import Status
 from .delivery import client_ref
 
@@ -48,8 +49,13 @@ def lease_seconds() -> float:
 
 
 def claim(limit: int) -> list[Job]:
-    """Take up to `limit` due lanes and return the sends to make, oldest due first."""
-    begin_write()  # on SQLite: queue with this process's other writers (BEGIN IMMEDIATE)
+    """Take up to `limit` due lanes and return the sends to make, oldest due first.
+
+    Three statements whatever the number of lanes: the lanes (UPDATE ... RETURNING), their heads (one indexed
+    `ORDER BY id LIMIT 1` per lane, as correlated subqueries of one SELECT), and the heads moved to `sending`
+    (UPDATE ... WHERE status = 'queued' RETURNING). A lane whose head is gone or not due yet is put back.
+    """
+    begin_write()  # on SQLite: queue with this database's other writers (BEGIN IMMEDIATE)
     conn = db.session.connection()
     now = utcnow()
     due = (
@@ -66,35 +72,56 @@ def claim(limit: int) -> list[Job]:
         .values(due_at=None, leased_until=now + timedelta(seconds=lease_seconds()))
         .returning(_lanes.c.recipient)
     ).scalars().all()
-    jobs: list[Job] = []
-    for recipient in recipients:
-        head = conn.execute(
-            select(_messages.c.id, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
-                   _messages.c.next_attempt_at)
-            .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
-            .order_by(_messages.c.id)
-            .limit(1)
-        ).first()
-        if head is not None and (head.next_attempt_at is None or head.next_attempt_at <= now):
-            taken = conn.execute(
-                update(_messages)
-                .where(_messages.c.id == head.id, _messages.c.status == Status.QUEUED)
-                .values(status=Status.SENDING, claimed_at=now, updated_at=now)
-            ).rowcount
-            if taken == 1:
-                jobs.append(Job(head.id, recipient, head.from_number, head.text or "", head.chat_id, now))
-                continue
-        # nothing to send now after all (settled by a receipt meanwhile, or not due yet): back to its due time
-        conn.execute(
-            update(_lanes)
-            .where(_lanes.c.recipient == recipient)
-            .values(
-                due_at=None if head is None else (head.next_attempt_at or now),
-                leased_until=None,
-            )
-        )
+    if not recipients:
+        db.session.commit()
+        return []
+    heads = {
+        row.to_number: row
+        for row in conn.execute(_HEADS, {"recipients": recipients})
+    }
+    ready = [heads[r] for r in recipients if r in heads and (heads[r].next_attempt_at or now) <= now]
+    taken: set[int] = set()
+    if ready:
+        taken = set(conn.execute(_TAKE, {"ids": [h.id for h in ready], "now": now}).scalars())
+    jobs = [Job(h.id, h.to_number, h.from_number, h.text or "", h.chat_id, now) for h in ready if h.id in taken]
+    back = [r for r in recipients if r not in heads or heads[r].id not in taken]
+    if back:  # nothing to send now after all (settled by a receipt meanwhile, or not due yet)
+        conn.execute(_PUT_BACK, [
+            {"r": r, "due": None if r not in heads else (heads[r].next_attempt_at or now)} for r in back
+        ])
     db.session.commit()
     return jobs
+
+
+def _heads_statement() -> Any:
+    """Each named lane's head: its oldest queued message (one index probe per lane, not a scan)."""
+    head_id = (
+        select(_messages.c.id)
+        .where(_messages.c.to_number == _lanes.c.recipient, _messages.c.status == Status.QUEUED)
+        .order_by(_messages.c.id)
+        .limit(1)
+        .correlate(_lanes)
+        .scalar_subquery()
+    )
+    ids = select(head_id).where(_lanes.c.recipient.in_(bindparam("recipients", expanding=True)))
+    return select(
+        _messages.c.id, _messages.c.to_number, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
+        _messages.c.next_attempt_at,
+    ).where(_messages.c.id.in_(ids))
+
+
+_HEADS = _heads_statement()
+_TAKE = (
+    update(_messages)
+    .where(_messages.c.id.in_(bindparam("ids", expanding=True)), _messages.c.status == Status.QUEUED)
+    .values(status=Status.SENDING, claimed_at=bindparam("now"), updated_at=bindparam("now"))
+    .returning(_messages.c.id)
+)
+_PUT_BACK = (
+    update(_lanes)
+    .where(_lanes.c.recipient == bindparam("r"))
+    .values(due_at=bindparam("due", type_=UTCDateTime()), leased_until=None)
+)
 
 
 def next_due_in(now: datetime | None = None) -> float | None:

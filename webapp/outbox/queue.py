@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, select, update
+from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -91,13 +91,16 @@ def queue_message(
     return msg
 
 
-def queue_row(conn: Connection, row: dict[str, Any]) -> None:
-    """The hot path's version of `queue_message`: one prebuilt INSERT (services/relay.py).
+def queue_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Many of them at once (services/relay.py): one INSERT for the rows, one lane statement per recipient.
 
-    `row` holds every column of the message except direction and status.
+    Rows are inserted in the order given, so ids, and with them each recipient's order, follow it.
     """
-    conn.execute(_messages.insert(), {**row, "direction": Direction.OUT, "status": Status.QUEUED})
-    open_lane(conn, row["to_number"], row["next_attempt_at"])
+    conn.execute(_messages.insert(), [{**row, "direction": Direction.OUT, "status": Status.QUEUED} for row in rows])
+    due: dict[str, datetime] = {}
+    for row in rows:
+        due.setdefault(row["to_number"], row["next_attempt_at"])
+    conn.execute(_open_statement(conn.dialect.name), [{"recipient": r, "due_at": d} for r, d in sorted(due.items())])
     doorbell.queued(db.session)
 
 
@@ -120,13 +123,26 @@ def lock_lane(conn: Connection, recipient: str) -> None:
     Taken first by every transaction that settles or recovers a send, so an enqueue racing it is seen by the
     `release_lane` that follows, and locks are always taken lane first, then message (no deadlock).
     """
+    lock_lanes(conn, [recipient])
+
+
+def lock_lanes(conn: Connection, recipients: list[str]) -> None:
+    """`lock_lane` for several lanes, taken in the order given (callers sort, so two never wait on each other)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(_lanes.c.id).where(_lanes.c.recipient == recipient).with_for_update())
+        conn.execute(_LOCK, {"recipients": recipients})
 
 
-def _head_due(recipient: str, now: datetime) -> Any:
+_LOCK = (
+    select(_lanes.c.id)
+    .where(_lanes.c.recipient.in_(bindparam("recipients", expanding=True)))
+    .order_by(_lanes.c.recipient)
+    .with_for_update()
+)
+
+
+def _head_due(recipient: Any, now: Any) -> Any:
     return (
-        select(func.coalesce(_messages.c.next_attempt_at, literal(now, UTCDateTime())))
+        select(func.coalesce(_messages.c.next_attempt_at, now))
         .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
         .order_by(_messages.c.id)
         .limit(1)
@@ -139,9 +155,17 @@ def release_lane(conn: Connection, recipient: str, now: datetime | None = None) 
 
     Callers take `lock_lane` first (PostgreSQL), so this statement sees every message queued before.
     """
+    release_lanes(conn, [recipient], now)
+
+
+def release_lanes(conn: Connection, recipients: list[str], now: datetime | None = None) -> None:
+    """`release_lane` for several lanes, in one statement."""
     now = now or utcnow()
-    conn.execute(
-        update(_lanes)
-        .where(_lanes.c.recipient == recipient)
-        .values(due_at=_head_due(recipient, now), leased_until=None)
-    )
+    conn.execute(_RELEASE, [{"r": r, "now": now} for r in recipients])
+
+
+_RELEASE = (
+    update(_lanes)
+    .where(_lanes.c.recipient == bindparam("r"))
+    .values(due_at=_head_due(bindparam("r"), bindparam("now", type_=UTCDateTime())), leased_until=None)
+)

@@ -23,19 +23,19 @@ import random
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from .. import events
 from ..database import begin_write
 from ..extensions import db
 from ..gateway import SendResult, SmsGateway
-from ..models import Message, Receipt, SmsPart, clip, utcnow
+from ..models import Message, Receipt, SmsPart, UTCDateTime, clip, utcnow
 from ..proxy import mask_for_log
 from ..ratelimit import RateLimiter, acquire, build_rate_limiter
 from ..states import Status
 from .claim import Job
 from .delivery import absorb_receipts, refresh_message_status
-from .queue import lock_lane, release_lane
+from .queue import lock_lane, lock_lanes, release_lane, release_lanes
 
 log = logging.getLogger(__name__)
 
@@ -129,51 +129,66 @@ def _still_ours(msg: Message, job: Job) -> bool:
     return msg.status == Status.SENDING and msg.claimed_at == job.claimed_at
 
 
-def _settle_accepted(job: Job, result: SendResult) -> str | None:
-    """The common case in a few prebuilt statements: a first send Vonage accepted, no receipt ahead of it.
+def _settle_accepted(pairs: list[tuple[Job, SendResult]]) -> set[int]:
+    """The common case for a batch in a few prebuilt statements: first sends Vonage accepted, no receipt ahead.
 
-    None (nothing written) when anything is unusual; `_settle_general` then handles it through the ORM.
+    Writes nothing for a job whose message has a receipt waiting, was recovered meanwhile, or was sent before
+    (`_settle_general` then handles it through the ORM); if the batch's UPDATE matches fewer rows than jobs,
+    writes nothing at all. Returns the message ids settled (as `submitted`), committed.
     """
-    if not result.ok or not result.message_ids:
-        return None
     begin_write()
     conn = db.session.connection()
-    lock_lane(conn, job.to)
-    early = conn.execute(
-        select(_receipts.c.id)
-        .where(
-            or_(_receipts.c.client_ref == job.client_ref, _receipts.c.vonage_id.in_(result.message_ids)),
-            _receipts.c.part_id.is_(None),
-        )
-        .limit(1)
-    ).first()
-    if early is not None:
-        db.session.rollback()
-        return None
+    recipients = sorted({job.to for job, _ in pairs})
+    lock_lanes(conn, recipients)
+    refs = [job.client_ref for job, _ in pairs]
+    vonage_ids = [v for _, result in pairs for v in result.message_ids]
+    early = conn.execute(_EARLY, {"refs": refs, "ids": vonage_ids}).all()
+    if early:
+        seen_refs = {row.client_ref for row in early}
+        seen_ids = {row.vonage_id for row in early}
+        pairs = [(j, r) for j, r in pairs if j.client_ref not in seen_refs and not seen_ids & set(r.message_ids)]
+        if not pairs:
+            db.session.rollback()
+            return set()
     now = utcnow()
-    updated = conn.execute(
-        update(_messages)
-        .where(
-            _messages.c.id == job.message_id,
-            _messages.c.status == Status.SENDING,
-            _messages.c.claimed_at == job.claimed_at,
-            _messages.c.attempts == 0,
-            _messages.c.meta.is_(None),
-        )
-        .values(status=Status.SUBMITTED, attempts=1, claimed_at=None, error=None, next_attempt_at=None,
-                meta={"parts_expected": len(result.message_ids)}, updated_at=now)
-    ).rowcount
-    if updated != 1:
+    updated = conn.execute(_SUBMITTED, [
+        {"mid": job.message_id, "claimed": job.claimed_at, "now": now,
+         "meta": {"parts_expected": len(result.message_ids)}}
+        for job, result in pairs
+    ]).rowcount
+    if updated != len(pairs):
         db.session.rollback()
-        return None
-    conn.execute(
-        _parts.insert(),
-        [{"message_id": job.message_id, "vonage_id": v, "status": Status.SUBMITTED, "updated_at": now}
-         for v in dict.fromkeys(result.message_ids)],
-    )
-    release_lane(conn, job.to, now)
+        return set()
+    conn.execute(_parts.insert(), [
+        {"message_id": job.message_id, "vonage_id": v, "status": Status.SUBMITTED, "updated_at": now}
+        for job, result in pairs
+        for v in dict.fromkeys(result.message_ids)
+    ])
+    release_lanes(conn, sorted({job.to for job, _ in pairs}), now)
     db.session.commit()
-    return Status.SUBMITTED
+    return {job.message_id for job, _ in pairs}
+
+
+_EARLY = (
+    select(_receipts.c.client_ref, _receipts.c.vonage_id)
+    .where(
+        or_(_receipts.c.client_ref.in_(bindparam("refs", expanding=True)),
+            _receipts.c.vonage_id.in_(bindparam("ids", expanding=True))),
+        _receipts.c.part_id.is_(None),
+    )
+)
+_SUBMITTED = (
+    update(_messages)
+    .where(
+        _messages.c.id == bindparam("mid"),
+        _messages.c.status == Status.SENDING,
+        _messages.c.claimed_at == bindparam("claimed", type_=UTCDateTime()),
+        _messages.c.attempts == 0,
+        _messages.c.meta.is_(None),
+    )
+    .values(status=Status.SUBMITTED, attempts=1, claimed_at=None, error=None, next_attempt_at=None,
+            meta=bindparam("meta", type_=_messages.c.meta.type), updated_at=bindparam("now", type_=UTCDateTime()))
+)
 
 
 def _settle_general(job: Job, result: SendResult) -> str:
@@ -210,6 +225,14 @@ def _settle_fallback(job: Job, result: SendResult, cause: Exception) -> str:
         begin_write()
         conn = db.session.connection()
         lock_lane(conn, job.to)
+        cfg = current_app.config
+        attempts = conn.execute(select(_messages.c.attempts).where(_messages.c.id == job.message_id)).scalar()
+        if result.retryable and not result.ambiguous and (attempts or 0) + 1 < cfg["OUTBOX_MAX_ATTEMPTS"]:
+            # Vonage did not take it (throttled, 5xx, refused): sending again is safe, so it keeps its place
+            # at the head of its lane and is retried, rather than failing a text a transient error hit
+            delay = backoff((attempts or 0) + 1, cfg["OUTBOX_RETRY_BASE_SECONDS"], cfg["OUTBOX_RETRY_CAP_SECONDS"])
+            status, error, due = Status.QUEUED, f"{result.error or 'send failed'}; {why}", utcnow() + timedelta(
+                seconds=delay)
         updated = conn.execute(
             update(_messages)
             .where(_messages.c.id == job.message_id, _messages.c.status == Status.SENDING,
@@ -230,16 +253,39 @@ def _settle_fallback(job: Job, result: SendResult, cause: Exception) -> str:
 
 def settle(job: Job, result: SendResult) -> str:
     """Record the outcome of one send and release its lane. Never raises; returns the message's new state."""
+    return settle_many([(job, result)])[0]
+
+
+def settle_many(pairs: list[tuple[Job, SendResult]]) -> list[str]:
+    """Record the outcomes of several sends (one transaction for the common case: accepted first sends) and
+    release their lanes. Never raises; returns each message's new state, in order."""
+    done: set[int] = set()
+    accepted = [(job, result) for job, result in pairs if result.ok and result.message_ids]
+    if accepted:
+        try:
+            done = _settle_accepted(accepted)
+        except Exception as exc:  # each is settled alone below, isolated
+            db.session.rollback()
+            log.warning("settling %d sends together failed (%s); settling each alone", len(accepted),
+                        type(exc).__name__)
+    statuses = []
+    for job, result in pairs:
+        status = Status.SUBMITTED if job.message_id in done else _settle_one(job, result)
+        if result.ok:
+            log.info("message %d sent to %s", job.message_id, mask_for_log(job.to))
+        else:
+            log.warning("message %d to %s: %s -> %s", job.message_id, mask_for_log(job.to), result.error, status)
+        events.announce(events.message_status, chat_id=job.chat_id, message_id=job.message_id, status=status)
+        statuses.append(status)
+    return statuses
+
+
+def _settle_one(job: Job, result: SendResult) -> str:
     try:
-        status = _settle_accepted(job, result) or _settle_general(job, result)
+        return _settle_general(job, result)
     except Exception as exc:
+        db.session.rollback()
         log.error("message %d: settle failed (%s); recording a minimal outcome", job.message_id,
                   type(exc).__name__)
         log.debug("settle failure of message %d", job.message_id, exc_info=True)
-        status = _settle_fallback(job, result, exc)
-    if result.ok:
-        log.info("message %d sent to %s", job.message_id, mask_for_log(job.to))
-    else:
-        log.warning("message %d to %s: %s -> %s", job.message_id, mask_for_log(job.to), result.error, status)
-    events.announce(events.message_status, chat_id=job.chat_id, message_id=job.message_id, status=status)
-    return status
+        return _settle_fallback(job, result, exc)

@@ -17,7 +17,7 @@ from .. import wakeups
 from ..extensions import db
 from ..gateway import SendResult
 from .claim import Job, claim, next_due_in
-from .sender import gateway, rate_limiter, send, settle
+from .sender import gateway, rate_limiter, send, settle, settle_many
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +56,9 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
             if not in_flight:
                 break
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: in_flight[f].message_id):
-                settle(in_flight.pop(future), future.result())
-                done += 1
+            ordered = sorted(finished, key=lambda f: in_flight[f].message_id)
+            settle_many([(in_flight.pop(future), future.result()) for future in ordered])
+            done += len(ordered)
         if failure is not None:
             raise failure
     finally:

@@ -25,7 +25,7 @@ from ..states import Kind
 from .chats import close_chat, queue_to_party
 from .errors import InvalidInput
 from .pool import is_proxy_number
-from .relay import try_relay
+from .relay import relayable, try_relay
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,13 @@ def receive_sms(params: Mapping[str, str]) -> Inbound:
     """
     sender, proxy, text, provider_id = parse_inbound(params)
     concat = parse_concat(params)
-    begin_write()
-    if concat is None and (fast := try_relay(sender, proxy, text, provider_id)) is not None:
+    if concat is None and relayable(text) and (fast := try_relay(sender, proxy, text, provider_id)) is not None:
         if fast.message_id is None:  # ON CONFLICT: this messageId is stored already
-            db.session.rollback()
             return Inbound("duplicate", _already_have(provider_id))
-        db.session.commit()
         result = Inbound("relayed", fast.message_id, fast.chat_id)
         _announce(result, sender, proxy)
         return result
+    begin_write()
     if (existing := _already_have(provider_id)) is not None:
         db.session.rollback()
         return Inbound("duplicate", existing or None)
@@ -275,8 +273,9 @@ def _store(
         return Inbound("unrouted", msg.id)
 
     # Lock the chat row (PostgreSQL; SQLite holds the write lock already): concurrent messages of one
-    # chat would otherwise lose updates of `unread`, and an end could slip between read and relay.
-    chat = db.session.get(Chat, route.chat_id, with_for_update=True, populate_existing=True)
+    # chat would otherwise lose updates of `unread`, and an end could slip between read and relay. FOR NO KEY
+    # UPDATE, not FOR UPDATE: the foreign-key checks of other writers (KEY SHARE) must not wait for it (relay.py).
+    chat = db.session.get(Chat, route.chat_id, with_for_update={"key_share": True}, populate_existing=True)
     assert chat is not None
     side, _ = other_party(Parties(chat.a_number, chat.b_number), sender)
     other = "b" if side == "a" else "a"
