@@ -29,6 +29,9 @@ def message_json(m: Message) -> dict[str, Any]:
         "text": m.text,
         "status": m.status,
         "error": m.error,
+        "attempts": m.attempts or 0,
+        # sent again by the outbox after an unanswered send got no delivery receipt in time
+        "resent": int((m.meta or {}).get("auto_resent", 0)),
         "created_at": _iso(m.created_at),
         "updated_at": _iso(m.updated_at),
     }

@@ -54,7 +54,8 @@ DEFAULTS: dict[str, Any] = {
     # An interrupted or unanswered send waits this long (from its claim) for a receipt carrying its client-ref,
     # then is sent again (at-least-once with reconciliation). 0: never resend it automatically (at-most-once).
     "OUTBOX_RECONCILE_SECONDS": 20,
-    "OUTBOX_CONCURRENCY": 8,  # parallel sends (one keep-alive connection each), under the rate limit
+    "OUTBOX_CONCURRENCY": 8,  # lanes sent in parallel (one keep-alive connection each), under the rate limit
+    "OUTBOX_LANE_BATCH": 20,  # texts to one person sent per claim, one after another, settled together
     "RATE_LIMIT_REDIS_URL": "",  # empty: per-process limiter; redis://...: shared by every worker process
     "MULTIPART_TIMEOUT_SECONDS": 300,  # an incomplete multipart SMS is relayed with a marker after this
     "SOCKETIO_MESSAGE_QUEUE": "",
@@ -87,6 +88,7 @@ _CONVERT = {
     "OUTBOX_RETRY_CAP_SECONDS": float,
     "OUTBOX_RECONCILE_SECONDS": float,
     "OUTBOX_CONCURRENCY": int,
+    "OUTBOX_LANE_BATCH": int,
     "MULTIPART_TIMEOUT_SECONDS": float,
     "SESSION_HOURS": float,
     "LOGIN_FREE_ATTEMPTS": int,

@@ -14,10 +14,9 @@ from sqlalchemy import Select, func, or_, select
 
 from .extensions import db
 from .models import Chat, Message, ProxyNumber, Route
-from .states import RESENDABLE, TROUBLE
+from .states import RESENDABLE, SENT, SYSTEM_KINDS, TROUBLE
 
 PER_PAGE = 20
-SYSTEM_KINDS = ("intro", "notice", "auto_reply")
 
 
 @dataclass
@@ -243,13 +242,12 @@ def pool_load() -> PoolLoad:
 
 def handset_messages(number: str, limit: int = 50) -> list[Message]:
     """What one (simulated) phone has seen: texts it sent to our numbers and texts our numbers sent it."""
-    sent_states = ("submitted", "delivered", "accepted", "buffered")
     query = (
         select(Message)
         .where(
             or_(
                 Message.from_number == number,
-                (Message.to_number == number) & (Message.direction == "out") & Message.status.in_(sent_states),
+                (Message.to_number == number) & (Message.direction == "out") & Message.status.in_(SENT),
             )
         )
         .order_by(Message.id.desc())

@@ -71,6 +71,8 @@ TROUBLE = frozenset({*FINAL_FAILURES, Status.UNKNOWN, Status.UNCONFIRMED})
 RESENDABLE = frozenset({*FINAL_FAILURES, Status.UNCONFIRMED})
 # Accepted by Vonage: a phone has it or will have it.
 SENT = frozenset({Status.SUBMITTED, Status.DELIVERED})
+# Messages the app writes itself (not a person's text or its relay), shown apart in a transcript.
+SYSTEM_KINDS = frozenset({Kind.INTRO, Kind.NOTICE, Kind.AUTO_REPLY})
 
 
 def for_javascript() -> dict[str, list[str]]:

@@ -32,7 +32,12 @@
 
   // ------------------------------------------------------------------ refreshing fragments
 
-  var FAILED = ["failed", "expired", "rejected", "unknown", "unconfirmed"];
+  // State groups come from the server (webapp/states.py), so the browser never keeps its own copy.
+  var STATES = (function () {
+    var meta = document.querySelector('meta[name="sms-states"]');
+    try { return JSON.parse(meta ? meta.getAttribute("content") : "{}"); } catch (e) { return {}; }
+  })();
+  var FAILED = STATES.trouble || [];
   var pending = new Map(); // element id -> timer; coalesces bursts of doorbells into one fetch
   var inflight = new Set(); // ids whose fragment is being fetched
   var dirty = new Set(); // ids that changed again while being fetched: fetch once more afterwards

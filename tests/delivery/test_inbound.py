@@ -121,7 +121,7 @@ def test_incomplete_set_is_relayed_with_a_marker_after_the_timeout(app, fake, ch
     assert [a["text"] for a in fake.accepted] == [f"first {marker} third"]
     inbound = db.session.get(Message, stored_id)
     assert inbound.meta["incomplete"] is True and inbound.meta["missing"] == [2]
-    assert "part(s) 2 of 3 never arrived" in inbound.error  # what the operator sees
+    assert "1 of 3 parts never arrived (part 2)" in inbound.error  # what the operator sees
     still_held = select(func.count()).select_from(HeldPart).where(HeldPart.message_id.is_(None))
     assert db.session.scalar(still_held) == 0
 

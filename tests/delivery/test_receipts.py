@@ -90,13 +90,14 @@ def test_receipt_racing_the_send_answer_is_absorbed(app, fake, chat, client):
     """The DLR can arrive before the worker records the send's answer; it must still count."""
     msg = queue_to_party(chat, "b", "relay", "fast receipt")
     db.session.commit()
-    [job] = outbox.claim(5)
+    [batch] = outbox.claim(5)
+    [job] = batch.jobs
     assert job.message_id == msg.id
     result = outbox.gateway().send(to=job.to, sender=job.sender, text=job.text, client_ref=job.client_ref)
     assert dlr(client, "form", messageId=result.message_ids[0], status="delivered",
                **{"client-ref": job.client_ref}).status_code == 204
     assert state(msg) == "sending"
-    assert outbox.settle(job, result) == "delivered"
+    assert outbox.settle_batch(batch, [(job, result)]) == ["delivered"]
     assert state(msg) == "delivered"
 
 

@@ -185,7 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
         n = 2 if partial else parts_needed(params.get("text", ""), typ)
         msgs = []
         for _ in range(n):
-            m = {"to": to, "message-id": str(uuid.uuid4()), "status": "0", "remaining-balance": "10.00000000",
+            m = {"to": to, "message-id": fake.fixed_message_id or str(uuid.uuid4()), "status": "0",
+                 "remaining-balance": "10.00000000",
                  "message-price": "0.03330000", "network": "23410"}
             if params.get("client-ref"):
                 m["client-ref"] = params["client-ref"]
@@ -219,6 +220,7 @@ class FakeVonage:
         # dlr_retry_interval apart. With a signature secret, DLRs are signed as documented (vonage.md §3.2).
         self.dlr_retries, self.dlr_retry_interval = 0, 0.5
         self.signature_secret: str | None = None
+        self.fixed_message_id: str | None = None  # answer every send with this id (a gateway that repeats ids)
         self.signature_method = "sha256"
         self.api_key, self.api_secret, self.log_path = api_key, api_secret, log_path
         self.requests: list[dict] = []
@@ -284,7 +286,7 @@ class FakeVonage:
 
     def _accept(self, params: dict, ids: list[str], partial: bool) -> None:
         rec = {k: params.get(k) for k in ("to", "from", "text", "type", "client-ref")}
-        rec.update({"message-ids": ids, "partial": partial})
+        rec.update({"message-ids": ids, "partial": partial, "time": time.time()})
         with self._cond:
             self.accepted.append(rec)
             self._cond.notify_all()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import phonenumbers
 from flask import Flask, current_app
 
+from .. import states
 from ..models import Chat
 from ..proxy import mask
 
@@ -100,6 +102,10 @@ def init_app(app: Flask) -> None:
     app.add_template_global(party, "party")
     app.add_template_global(ENDED_REASONS, "ENDED_REASONS")
 
+    states_for_js = json.dumps(states.for_javascript(), separators=(",", ":"))
+    app.add_template_global(states.Status, "Status")
+    app.add_template_global(states.Kind, "Kind")
+
     @app.context_processor
     def _globals() -> dict:
-        return {"simulated": app.config["SMS_GATEWAY"] == "simulated"}
+        return {"simulated": app.config["SMS_GATEWAY"] == "simulated", "states_for_js": states_for_js}

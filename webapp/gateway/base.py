@@ -11,7 +11,8 @@ class SendResult:
     """Outcome of one send request.
 
     ok: every part accepted. retryable: sending again later is safe and useful. ambiguous: the request may
-    have reached the provider before the connection failed, so a resend could deliver twice.
+    have reached the provider before the connection failed, so a resend could deliver twice. tries: how many
+    requests this outcome took (the sender retries quick, unambiguous failures itself before reporting).
     """
 
     ok: bool
@@ -21,6 +22,7 @@ class SendResult:
     error: str | None = None
     message_ids: list[str] = field(default_factory=list)
     http_status: int | None = None
+    tries: int = 1
 
 
 class SmsGateway(Protocol):

@@ -1,21 +1,23 @@
 """The outbox: every outbound SMS is a queued row, sent by a worker, in order per recipient.
 
 - queue.py    the only writer of outbound rows and lanes (`queue_message`, `queue_rows`, `requeue`);
-- claim.py    takes due lanes (not rows), so a claim costs the same whatever the backlog;
-- sender.py   sends one claimed message through the gateway and settles the answer, isolated per message;
+- claim.py    takes due lanes (not rows), so a claim costs the same whatever the backlog, with a batch of
+              each lane's oldest due messages;
+- sender.py   sends a lane's batch through the gateway in order and settles the answers, isolated per message;
 - worker.py   `drain_once()` and the background `Worker`;
 - recovery.py the housekeeping jobs: interrupted sends, reconciliation of unconfirmed ones;
 - delivery.py parts, receipts and client-refs, shared with the delivery-receipt service.
 Guarantees and the states a message goes through: docs/delivery.md.
 """
 
-from .claim import Job, claim
+from .claim import Batch, Job, claim
 from .queue import queue_message, queue_rows, requeue
 from .recovery import reconcile_due, recover_interrupted
-from .sender import backoff, gateway, rate_limiter, settle, settle_many
+from .sender import backoff, gateway, rate_limiter, send_batch, settle_batch
 from .worker import Worker, drain_once
 
 __all__ = [
+    "Batch",
     "Job",
     "Worker",
     "backoff",
@@ -28,6 +30,6 @@ __all__ = [
     "reconcile_due",
     "recover_interrupted",
     "requeue",
-    "settle",
-    "settle_many",
+    "send_batch",
+    "settle_batch",
 ]

@@ -1,24 +1,25 @@
 """Claiming work: due lanes, not rows, so the cost of a claim does not grow with the backlog.
 
 One short transaction takes up to `limit` due lanes (`due_at <= now`, by index, oldest due first; on
-PostgreSQL `FOR UPDATE SKIP LOCKED`, so several workers never take one lane), holds each until
-`now + OUTBOX_LEASE_SECONDS`, and moves each lane's head from `queued` to `sending`: three statements for the
-whole batch, with one indexed lookup of each lane's head, whatever is queued behind it. Nothing is sent inside
-the transaction; the HTTP calls happen after it commits (sender.py).
+PostgreSQL `FOR UPDATE SKIP LOCKED`, so several workers never take one lane), holds each until its lease
+runs out, and moves the lane's first due messages (up to OUTBOX_LANE_BATCH, oldest first, stopping at the
+first one not due yet) from `queued` to `sending`. Per lane that is one indexed lookup and one UPDATE,
+whatever is queued behind. Nothing is sent inside the transaction; the HTTP calls happen after it commits,
+one message after another within a lane (sender.py), so texts to one person keep their order while a busy
+conversation is not held to one database round trip per text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 
 from ..database import begin_write
 from ..extensions import db
-from ..models import Lane, Message, UTCDateTime, utcnow
+from ..models import Lane, Message, utcnow
 from ..states import Status
 from .delivery import client_ref
 
@@ -36,10 +37,20 @@ class Job:
     text: str
     chat_id: int | None
     claimed_at: datetime
+    attempts: int = 0  # sends tried before this claim
 
     @property
     def client_ref(self) -> str:
         return client_ref(self.message_id)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The messages a worker took from one lane, oldest first, and the lease it holds the lane by."""
+
+    recipient: str
+    jobs: tuple[Job, ...]
+    lease_until: datetime
 
 
 def lease_seconds() -> float:
@@ -48,16 +59,13 @@ def lease_seconds() -> float:
     return max(float(cfg["OUTBOX_LEASE_SECONDS"]), float(cfg["VONAGE_TIMEOUT"]) + 2.0)
 
 
-def claim(limit: int) -> list[Job]:
-    """Take up to `limit` due lanes and return the sends to make, oldest due first.
-
-    Three statements whatever the number of lanes: the lanes (UPDATE ... RETURNING), their heads (one indexed
-    `ORDER BY id LIMIT 1` per lane, as correlated subqueries of one SELECT), and the heads moved to `sending`
-    (UPDATE ... WHERE status = 'queued' RETURNING). A lane whose head is gone or not due yet is put back.
-    """
-    begin_write()  # on SQLite: queue with this database's other writers (BEGIN IMMEDIATE)
+def claim(limit: int) -> list[Batch]:
+    """Take up to `limit` due lanes and return what to send from each, oldest due lane first."""
+    per_lane = max(int(current_app.config["OUTBOX_LANE_BATCH"]), 1)
+    begin_write()  # on SQLite: queue with this process's other writers (BEGIN IMMEDIATE)
     conn = db.session.connection()
     now = utcnow()
+    lease_until = now + timedelta(seconds=lease_seconds())
     due = (
         select(_lanes.c.id)
         .where(_lanes.c.due_at <= now)
@@ -69,59 +77,55 @@ def claim(limit: int) -> list[Job]:
     recipients = conn.execute(
         update(_lanes)
         .where(_lanes.c.id.in_(due), _lanes.c.due_at <= now)
-        .values(due_at=None, leased_until=now + timedelta(seconds=lease_seconds()))
+        .values(due_at=None, leased_until=lease_until)
         .returning(_lanes.c.recipient)
     ).scalars().all()
-    if not recipients:
-        db.session.commit()
-        return []
-    heads = {
-        row.to_number: row
-        for row in conn.execute(_HEADS, {"recipients": recipients})
-    }
-    ready = [heads[r] for r in recipients if r in heads and (heads[r].next_attempt_at or now) <= now]
-    taken: set[int] = set()
-    if ready:
-        taken = set(conn.execute(_TAKE, {"ids": [h.id for h in ready], "now": now}).scalars())
-    jobs = [Job(h.id, h.to_number, h.from_number, h.text or "", h.chat_id, now) for h in ready if h.id in taken]
-    back = [r for r in recipients if r not in heads or heads[r].id not in taken]
-    if back:  # nothing to send now after all (settled by a receipt meanwhile, or not due yet)
-        conn.execute(_PUT_BACK, [
-            {"r": r, "due": None if r not in heads else (heads[r].next_attempt_at or now)} for r in back
-        ])
+    batches: list[Batch] = []
+    for recipient in recipients:
+        heads = conn.execute(
+            select(_messages.c.id, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
+                   _messages.c.next_attempt_at, _messages.c.attempts)
+            .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
+            .order_by(_messages.c.id)
+            .limit(per_lane)
+        ).all()
+        due_heads = []
+        for head in heads:
+            if head.next_attempt_at is not None and head.next_attempt_at > now:
+                break  # a retry waiting for its backoff: it and everything behind it wait
+            due_heads.append(head)
+        ids = [h.id for h in due_heads]
+        taken = set()
+        if ids:
+            taken = set(conn.execute(
+                update(_messages)
+                .where(_messages.c.id.in_(ids), _messages.c.status == Status.QUEUED)
+                .values(status=Status.SENDING, claimed_at=now, updated_at=now)
+                .returning(_messages.c.id)
+            ).scalars())
+        jobs = []
+        for head in due_heads:
+            if head.id not in taken:
+                break  # settled by a receipt meanwhile: keep the order, send what came before only
+            jobs.append(Job(head.id, recipient, head.from_number, head.text or "", head.chat_id, now,
+                            head.attempts or 0))
+        if jobs:
+            if len(jobs) < len(taken):  # give back what was taken behind a gap
+                conn.execute(
+                    update(_messages)
+                    .where(_messages.c.id.in_(taken - {j.message_id for j in jobs}))
+                    .values(status=Status.QUEUED, claimed_at=None)
+                )
+            batches.append(Batch(recipient, tuple(jobs), lease_until))
+            continue
+        # nothing to send now after all (not due yet, or settled meanwhile): back to its due time
+        conn.execute(
+            update(_lanes)
+            .where(_lanes.c.recipient == recipient)
+            .values(due_at=None if not heads else (heads[0].next_attempt_at or now), leased_until=None)
+        )
     db.session.commit()
-    return jobs
-
-
-def _heads_statement() -> Any:
-    """Each named lane's head: its oldest queued message (one index probe per lane, not a scan)."""
-    head_id = (
-        select(_messages.c.id)
-        .where(_messages.c.to_number == _lanes.c.recipient, _messages.c.status == Status.QUEUED)
-        .order_by(_messages.c.id)
-        .limit(1)
-        .correlate(_lanes)
-        .scalar_subquery()
-    )
-    ids = select(head_id).where(_lanes.c.recipient.in_(bindparam("recipients", expanding=True)))
-    return select(
-        _messages.c.id, _messages.c.to_number, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
-        _messages.c.next_attempt_at,
-    ).where(_messages.c.id.in_(ids))
-
-
-_HEADS = _heads_statement()
-_TAKE = (
-    update(_messages)
-    .where(_messages.c.id.in_(bindparam("ids", expanding=True)), _messages.c.status == Status.QUEUED)
-    .values(status=Status.SENDING, claimed_at=bindparam("now"), updated_at=bindparam("now"))
-    .returning(_messages.c.id)
-)
-_PUT_BACK = (
-    update(_lanes)
-    .where(_lanes.c.recipient == bindparam("r"))
-    .values(due_at=bindparam("due", type_=UTCDateTime()), leased_until=None)
-)
+    return batches
 
 
 def next_due_in(now: datetime | None = None) -> float | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
+from sqlalchemy import Connection, case, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -79,11 +79,12 @@ def queue_message(
         status=Status.QUEUED,
         source_id=source_id,
         next_attempt_at=now,
-        meta=meta,
         attempts=0,
         created_at=now,
         updated_at=now,
     )
+    if meta is not None:  # left unset otherwise: SQL NULL, not a JSON null
+        msg.meta = meta
     db.session.add(msg)
     conn = db.session.connection()
     open_lane(conn, to, now)
@@ -92,9 +93,11 @@ def queue_message(
 
 
 def queue_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Many of them at once (services/relay.py): one INSERT for the rows, one lane statement per recipient.
+    """The hot path's version of `queue_message` for many texts at once (services/relay.py): one INSERT for
+    the rows, one lane statement per recipient.
 
-    Rows are inserted in the order given, so ids, and with them each recipient's order, follow it.
+    `rows` hold every column of a message except direction and status. They are inserted in the order given,
+    so ids, and with them each recipient's order, follow it.
     """
     conn.execute(_messages.insert(), [{**row, "direction": Direction.OUT, "status": Status.QUEUED} for row in rows])
     due: dict[str, datetime] = {}
@@ -123,26 +126,13 @@ def lock_lane(conn: Connection, recipient: str) -> None:
     Taken first by every transaction that settles or recovers a send, so an enqueue racing it is seen by the
     `release_lane` that follows, and locks are always taken lane first, then message (no deadlock).
     """
-    lock_lanes(conn, [recipient])
-
-
-def lock_lanes(conn: Connection, recipients: list[str]) -> None:
-    """`lock_lane` for several lanes, taken in the order given (callers sort, so two never wait on each other)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(_LOCK, {"recipients": recipients})
+        conn.execute(select(_lanes.c.id).where(_lanes.c.recipient == recipient).with_for_update())
 
 
-_LOCK = (
-    select(_lanes.c.id)
-    .where(_lanes.c.recipient.in_(bindparam("recipients", expanding=True)))
-    .order_by(_lanes.c.recipient)
-    .with_for_update()
-)
-
-
-def _head_due(recipient: Any, now: Any) -> Any:
+def _head_due(recipient: str, now: datetime) -> Any:
     return (
-        select(func.coalesce(_messages.c.next_attempt_at, now))
+        select(func.coalesce(_messages.c.next_attempt_at, literal(now, UTCDateTime())))
         .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
         .order_by(_messages.c.id)
         .limit(1)
@@ -150,22 +140,14 @@ def _head_due(recipient: Any, now: Any) -> Any:
     )
 
 
-def release_lane(conn: Connection, recipient: str, now: datetime | None = None) -> None:
+def release_lane(conn: Connection, recipient: str, lease: datetime | None = None) -> None:
     """A worker is done with the lane: it is due at its next head's time, or idle when nothing is queued.
 
-    Callers take `lock_lane` first (PostgreSQL), so this statement sees every message queued before.
+    `lease`: release only if the lane is still held by that lease (recovery may have taken it back and
+    another worker may hold it now). Callers take `lock_lane` first (PostgreSQL), so this statement sees
+    every message queued before.
     """
-    release_lanes(conn, [recipient], now)
-
-
-def release_lanes(conn: Connection, recipients: list[str], now: datetime | None = None) -> None:
-    """`release_lane` for several lanes, in one statement."""
-    now = now or utcnow()
-    conn.execute(_RELEASE, [{"r": r, "now": now} for r in recipients])
-
-
-_RELEASE = (
-    update(_lanes)
-    .where(_lanes.c.recipient == bindparam("r"))
-    .values(due_at=_head_due(bindparam("r"), bindparam("now", type_=UTCDateTime())), leased_until=None)
-)
+    stmt = update(_lanes).where(_lanes.c.recipient == recipient)
+    if lease is not None:
+        stmt = stmt.where(_lanes.c.leased_until == lease)
+    conn.execute(stmt.values(due_at=_head_due(recipient, utcnow()), leased_until=None))

@@ -15,50 +15,53 @@ from flask import Flask, current_app
 
 from .. import wakeups
 from ..extensions import db
-from ..gateway import SendResult
-from .claim import Job, claim, next_due_in
-from .sender import gateway, rate_limiter, send, settle, settle_many
+from .claim import Batch, claim, next_due_in
+from .sender import Outcome, gateway, rate_limiter, send_batch, settle_batch
 
 log = logging.getLogger(__name__)
 
 
 def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
-    """Send every message due now, at most `limit` per claim. Returns how many sends were tried.
+    """Send every message due now, taking at most `limit` lanes per claim. Returns how many sends were tried.
 
-    With OUTBOX_CONCURRENCY > 1 the sends run in parallel threads (`executor`, or a temporary pool) and more
-    is claimed as each finishes, so the rate limit stays used; settling stays in this thread, so only it
-    touches the database session. A lane is held while its send is in flight, so texts to one person never
-    overlap. If claiming fails, what is in flight is still settled before the error is raised.
+    With OUTBOX_CONCURRENCY > 1 the lanes' batches are sent in parallel threads (`executor`, or a temporary
+    pool) and more is claimed as each finishes, so the rate limit stays used; settling stays in this thread,
+    so only it touches the database session. A lane is held while its batch is in flight, so texts to one
+    person never overlap. If claiming fails, what is in flight is still settled before the error is raised.
     """
     workers = max(int(current_app.config["OUTBOX_CONCURRENCY"]), 1)
+    policy = (float(current_app.config["VONAGE_TIMEOUT"]), float(current_app.config["OUTBOX_RETRY_BASE_SECONDS"]),
+              int(current_app.config["OUTBOX_MAX_ATTEMPTS"]))
     own = executor is None and workers > 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="outbox-send") if own else executor
     gw, limiter = gateway(), rate_limiter()
     done = 0
     try:
         if pool is None:
-            while jobs := claim(limit):
-                for job in jobs:
-                    settle(job, send(gw, limiter, job))
-                    done += 1
+            while batches := claim(limit):
+                for batch in batches:
+                    outcomes = send_batch(gw, limiter, batch, *policy)
+                    settle_batch(batch, outcomes)
+                    done += sum(1 for _, result in outcomes if result is not None)
             return done
-        in_flight: dict[Future[SendResult], Job] = {}
+        in_flight: dict[Future[list[Outcome]], Batch] = {}
         failure: Exception | None = None
         while True:
             room = min(limit, 2 * workers - len(in_flight))
             if failure is None and room > 0:
                 try:
-                    for job in claim(room):
-                        in_flight[pool.submit(send, gw, limiter, job)] = job
+                    for batch in claim(room):
+                        in_flight[pool.submit(send_batch, gw, limiter, batch, *policy)] = batch
                 except Exception as exc:  # settle what is in flight, then let the loop back off
                     db.session.rollback()
                     failure = exc
             if not in_flight:
                 break
             finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            ordered = sorted(finished, key=lambda f: in_flight[f].message_id)
-            settle_many([(in_flight.pop(future), future.result()) for future in ordered])
-            done += len(ordered)
+            for future in finished:
+                outcomes = future.result()
+                settle_batch(in_flight.pop(future), outcomes)
+                done += sum(1 for _, result in outcomes if result is not None)
         if failure is not None:
             raise failure
     finally:

@@ -218,34 +218,42 @@ def flush_expired_parts(now: datetime | None = None) -> list[int]:
     db.session.rollback()
     stored: list[int] = []
     for sender, proxy, ref in keys:
-        begin_write()
-        _lock_set(sender, proxy, ref)
-        held = _open_parts(sender, proxy, ref)
-        if not held:  # completed or flushed meanwhile
+        try:
+            message_id = _flush_set(sender, proxy, ref)
+        except Exception as exc:  # one broken set must not keep the others from being relayed
             db.session.rollback()
+            log.error("flushing an incomplete multipart set failed (%s)", type(exc).__name__)
             continue
-        total = max(p.total for p in held)
-        by_part = {p.part: p.text for p in held}
-        missing = [i for i in range(1, total + 1) if i not in by_part]
-        text = "".join(
-            by_part.get(i, MISSING_MARKER.format(part=i, total=total)) for i in range(1, total + 1)
-        )
-        meta = {"concat_ref": ref, "parts": total, "incomplete": True, "missing": missing}
-        result = _store(sender, proxy, text, None, meta)
-        msg = db.session.get(Message, result.message_id)
-        if msg is not None:
-            gone = ", ".join(map(str, missing))
-            msg.error = clip(Message.error, f"incomplete multipart SMS: part(s) {gone} of {total} never arrived")
-        for p in held:
-            p.message_id = result.message_id
-        db.session.commit()
-        log.warning(
-            "multipart sms %s relayed incomplete (%d of %d parts)", result.message_id, len(held), total
-        )
-        _announce(result, sender, proxy)
-        if result.message_id is not None:
-            stored.append(result.message_id)
+        if message_id is not None:
+            stored.append(message_id)
     return stored
+
+
+def _flush_set(sender: str, proxy: str, ref: str) -> int | None:
+    """Store and relay one timed-out set with markers for its missing parts; the stored message's id."""
+    begin_write()
+    _lock_set(sender, proxy, ref)
+    held = _open_parts(sender, proxy, ref)
+    if not held:  # completed or flushed meanwhile
+        db.session.rollback()
+        return None
+    total = max(p.total for p in held)
+    by_part = {p.part: p.text for p in held}
+    missing = [i for i in range(1, total + 1) if i not in by_part]
+    text = "".join(by_part.get(i, MISSING_MARKER.format(part=i, total=total)) for i in range(1, total + 1))
+    meta = {"concat_ref": ref, "parts": total, "incomplete": True, "missing": missing}
+    result = _store(sender, proxy, text, None, meta)
+    msg = db.session.get(Message, result.message_id)
+    if msg is not None:
+        which = ", ".join(map(str, missing))
+        msg.error = clip(Message.error, f"incomplete multipart SMS: {len(missing)} of {total} parts never "
+                                        f"arrived (part {which})")
+    for p in held:
+        p.message_id = result.message_id
+    db.session.commit()
+    log.warning("multipart sms %s relayed incomplete (%d of %d parts)", result.message_id, len(held), total)
+    _announce(result, sender, proxy)
+    return result.message_id
 
 
 def _store(

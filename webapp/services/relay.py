@@ -7,9 +7,7 @@ each webhook still answers only once its text is durable. For a batch of texts:
 
 1. the routing SELECT per distinct (sender, proxy number); on PostgreSQL it locks the chat row (`FOR NO KEY
    UPDATE OF chats`), so an ending chat cannot slip between routing and relay (SQLite's writer lock already
-   holds them). Not `FOR UPDATE`: a settle that holds a lane re-checks the foreign key of the message it
-   updates (`FOR KEY SHARE` of its chat), and waiting for that while this transaction waits for the lane
-   would deadlock;
+   holds them);
 2. one INSERT of the inbound rows, deduplicated by `ON CONFLICT (provider_id) DO NOTHING RETURNING id,
    provider_id` (a messageId seen before, or twice in the batch, returns no row: a duplicate);
 3. the relays and their lanes through the outbox's writer (`outbox.queue_rows`), in arrival order;
@@ -60,8 +58,13 @@ def _statements(dialect: str) -> Statements:
             route=select(c.c.id, c.c.a_number, c.c.b_number)
             .join(r, r.c.chat_id == c.c.id)
             .where(r.c.real_number == bindparam("sender"), r.c.proxy_number == bindparam("proxy"))
+            # NO KEY UPDATE: serialises the texts of one chat, yet lets other transactions insert or
+            # update rows that merely reference the chat (their foreign-key check takes KEY SHARE), so a
+            # settle holding a lane never waits on a webhook holding the chat (docs/database.md)
             .with_for_update(of=c, key_share=True),
-            inbound=insert(m).on_conflict_do_nothing(index_elements=["provider_id"]).returning(m.c.id, m.c.provider_id),
+            inbound=insert(m)
+            .on_conflict_do_nothing(index_elements=["provider_id"])
+            .returning(m.c.id, m.c.provider_id),
             touch=update(c)
             .where(c.c.id == bindparam("cid"))
             .values(last_activity_at=bindparam("now"), unread=c.c.unread + bindparam("n")),
