@@ -286,3 +286,21 @@ def test_a_huge_incomplete_multipart_set_is_relayed_and_stops_nothing(app, fake,
     assert MISSING_MARKER.format(part=100, total=100) in assembled
     inbound = db.session.scalar(select(Message).where(Message.text.startswith("alone"), Message.direction == "in"))
     assert len(inbound.error) <= Message.error.type.length and "never arrived" in inbound.error
+
+
+def test_a_throttled_send_whose_settle_raises_is_retried_not_failed(app, fake, chat):
+    """Vonage did not take the text (throttled) and recording that raised: the fallback keeps it queued for a
+    retry (sending again is safe), where failing it would lose a text to a transient database error."""
+    victim = queue(chat, "throttled, then unlucky")
+    fake.faults = Faults(throttle=1.0)
+    poison("poison_settle", "messages",
+           f"NEW.id = {victim.id} AND NEW.error LIKE 'status 1%' AND NEW.error NOT LIKE '%could not record%'",
+           "BEFORE UPDATE")
+    outbox.drain_once()
+    victim = reload(victim)
+    assert victim.status == "queued" and "could not record the send" in victim.error
+    assert victim.next_attempt_at is not None
+    fake.faults = Faults()
+    drain_all()
+    assert reload(victim).status == "submitted"
+    assert [a["text"] for a in fake.accepted_for(wire(B))] == ["throttled, then unlucky"]
