@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -49,10 +50,18 @@ def _number(params: Mapping[str, str], field: str) -> str:
     if not raw:
         raise InvalidInput(f"{field} is required", field=field)
     try:
-        # Vonage sends international digits without "+"; never read them in a national plan.
-        return parse_number("+" + raw.lstrip("+ ") if raw.strip()[:1].isdigit() else raw, "ZZ")
+        return _webhook_number(raw)
     except InvalidNumber as exc:
         raise InvalidInput(f"{field} is {exc}", field=field) from None
+
+
+@lru_cache(maxsize=8192)
+def _webhook_number(raw: str) -> str:
+    """A webhook's number in E.164. The same few thousand senders and proxy numbers come back all day, and
+    parsing one costs more than storing the text it came with: results are kept (a pure function; a number
+    that does not parse raises every time)."""
+    # Vonage sends international digits without "+"; never read them in a national plan.
+    return parse_number("+" + raw.lstrip("+ ") if raw.strip()[:1].isdigit() else raw, "ZZ")
 
 
 def parse_inbound(params: Mapping[str, str]) -> tuple[str, str, str, str | None]:
