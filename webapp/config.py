@@ -78,7 +78,7 @@ _CONVERT = {
     "AUTO_REPLY_INTERVAL": int,
     "SEND_END_NOTICE": lambda v: v.strip().lower() in TRUE,
     "MASK_NUMBERS_IN_UI": lambda v: v.strip().lower() in TRUE,
-    "WEB_THREADS": int,
+    "WEB_THREADS": lambda v: max(int(v), 1),
     "OUTBOX_WORKER": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_PROCESS": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_POLL_SECONDS": float,

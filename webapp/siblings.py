@@ -41,6 +41,7 @@ class Siblings:
         self._outbox_end, self._web_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._outbox_end.setblocking(False)
         self.jobs: dict[str, Any] = {}  # in the web process: the outbox process's jobs, as last reported
+        self.dropped = 0  # in the outbox process: events the web process could not take (logged once a run)
 
     # -- in the web process ---------------------------------------------------------------------------
 
@@ -102,7 +103,13 @@ class Siblings:
         raw = json.dumps(message, separators=(",", ":"), default=str).encode()
         try:
             self._outbox_end.send(raw)
-        except BlockingIOError:
-            log.warning("outbox events: the web process is not reading; an event was dropped")
-        except OSError as exc:
-            log.warning("outbox events: %s; an event was dropped", type(exc).__name__)
+        except OSError as exc:  # full (the web process is not reading, e.g. restarting), or gone
+            if not self.dropped:
+                log.warning("outbox events: %s; events are dropped until the web process reads again",
+                            type(exc).__name__)
+            self.dropped += 1
+            return
+        if self.dropped:
+            log.warning("outbox events: %d event(s) were dropped; dashboards catch up when they reconnect",
+                        self.dropped)
+            self.dropped = 0
