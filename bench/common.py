@@ -213,14 +213,17 @@ def app_env(url: str, **extra: Any) -> dict[str, str]:
 
 
 class Server:
-    """An app process (`python -m webapp` or gunicorn) on a free port, log in a file, stopped by pid."""
+    """An app (`python -m webapp`: kind "main", or "werkzeug" with DEBUG=true; or the gunicorn command) on a
+    free port, log in a file, stopped by pid. `pids()` covers every process of it (arbiter, web, outbox)."""
 
     def __init__(self, kind: str, env: dict[str, str], workdir: Path, threads: int = 100, workers: int = 1) -> None:
         self.kind, self.port, self.workdir = kind, free_port(), workdir
         self.url = f"http://127.0.0.1:{self.port}"
-        if kind == "werkzeug":
+        if kind in ("main", "werkzeug"):
             args = [sys.executable, "-m", "webapp"]
-            env = {**env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+            env = {**env, "HOST": "127.0.0.1", "PORT": str(self.port), "WEB_THREADS": str(threads)}
+            if kind == "werkzeug":
+                env["DEBUG"] = "true"
         else:
             args = [
                 sys.executable,
@@ -258,12 +261,15 @@ class Server:
         raise RuntimeError("server did not start")
 
     def pids(self) -> list[int]:
-        """The server's processes: gunicorn's master and worker, or the one Python process."""
-        out = [self.popen.pid]
-        with contextlib.suppress(OSError):
-            for child in Path(f"/proc/{self.popen.pid}/task").iterdir():
-                kids = (child / "children").read_text().split()
-                out += [int(k) for k in kids]
+        """The server's processes: the arbiter and its children (web worker, outbox process)."""
+        return [self.popen.pid, *children(self.popen.pid)]
+
+    def named(self) -> dict[str, int]:
+        """The server's children by name (smsproxy-web, smsproxy-outbox for `python -m webapp`)."""
+        out = {}
+        for pid in children(self.popen.pid):
+            with contextlib.suppress(OSError):
+                out[Path(f"/proc/{pid}/comm").read_text().strip()] = pid
         return out
 
     def stop(self) -> None:
@@ -275,6 +281,54 @@ class Server:
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
         self._log.close()
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(k) for k in (task / "children").read_text().split()]
+    return out
+
+
+class FakeVonageProcess:
+    """tests/fakes/vonage.py as a process of its own (its CPU is not the app's, and it has its own GIL), every
+    accepted send logged as a JSON line with its arrival time (`time`)."""
+
+    def __init__(self, workdir: Path, latency: float = 0.0) -> None:
+        self.log_path = workdir / "vonage-accepted.jsonl"
+        args = [sys.executable, "-m", "tests.fakes.vonage", "--port", "0", "--cert-dir", str(workdir / "certs"),
+                "--log", str(self.log_path)]
+        if latency:
+            args += ["--slow", "1", "--slow-seconds", str(latency)]
+        self.popen = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                                      env={**os.environ, "PYTHONPATH": str(ROOT)})
+        line = self.popen.stdout.readline()
+        host, ca = line.split()[1], line.split("ca=")[1].strip()
+        self.host, self.ca_path = host, ca
+
+    def env(self) -> dict[str, str]:
+        """The app settings that send through this fake with the real SDK."""
+        return {
+            "SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key", "VONAGE_API_SECRET": "secret",
+            "VONAGE_REST_HOST": self.host, "VONAGE_API_HOST": self.host, "REQUESTS_CA_BUNDLE": self.ca_path,
+        }
+
+    def accepted(self) -> list[dict[str, Any]]:
+        import json
+
+        if not self.log_path.exists():
+            return []
+        with open(self.log_path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.endswith("\n")]
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.popen.pid, signal.SIGKILL)
 
 
 def cpu_by_pid(pids: list[int]) -> dict[int, float]:

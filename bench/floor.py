@@ -13,7 +13,8 @@ import subprocess
 from .common import Server, app_env, cpu_seconds, machine, table, workdir
 
 SETUPS = [
-    ("werkzeug (python -m webapp)", "werkzeug", 1, 100),
+    ("python -m webapp (gunicorn gthread)", "main", 1, 100),
+    ("werkzeug (python -m webapp, DEBUG=true)", "werkzeug", 1, 100),
     ("gunicorn -w 1 --threads 100", "gunicorn", 1, 100),
     ("gunicorn -w 1 --threads 4", "gunicorn", 1, 4),
     ("gunicorn -w 2 --threads 4", "gunicorn", 2, 4),

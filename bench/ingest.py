@@ -38,7 +38,7 @@ from .load import run_load
 
 # name: (server, database, gunicorn workers, threads per worker)
 SETUPS = {
-    "sqlite": ("werkzeug", "sqlite", 1, 0),
+    "sqlite": ("main", "sqlite", 1, 100),
     "gunicorn-sqlite": ("gunicorn", "sqlite", 1, 100),
     "gunicorn-postgres": ("gunicorn", "postgres", 1, 100),
     # a webhook-only tier (no dashboards attached, so no sticky sessions needed): one process per core

@@ -63,7 +63,7 @@ def run(n: int = 300, faults: dict[str, float] | None = None, upstream_ms: float
         fake = FakeVonage(base / "certs", seed=seed).start()
         server = None
         try:
-            server = Server("werkzeug", app_env(
+            server = Server("main", app_env(
                 database.url,
                 PROXY_NUMBERS=PROXY,
                 OUTBOX_WORKER="true",

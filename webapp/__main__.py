@@ -1,4 +1,5 @@
-"""`python -m webapp`: load .env, build the app, start the background work, serve on PORT."""
+"""`python -m webapp`: load .env, build the app, serve on HOST:PORT (server.py: gunicorn's threaded worker, with
+the outbox in a process of its own; Werkzeug's development server only with DEBUG=true)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ def _safe_url(url: str) -> str:
 
 
 def main() -> int:
-    from .background import start_background
     from .boot import load_app
     from .config import ConfigError
-    from .extensions import socketio
+    from .server import serve
 
     try:
         app = load_app()
@@ -24,20 +24,22 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     cfg = app.config
-    background = start_background(app) if cfg["OUTBOX_WORKER"] else None
+    if not cfg["OUTBOX_WORKER"]:
+        outbox = "none (OUTBOX_WORKER=false)"
+    elif cfg["DEBUG"] or not cfg["OUTBOX_PROCESS"]:
+        outbox = "in the web process"
+    else:
+        outbox = "in its own process"
     logging.getLogger("webapp").info(
-        "SMS proxy on http://%s:%d (gateway: %s, database: %s)",
+        "SMS proxy on http://%s:%d (gateway: %s, database: %s, server: %s, outbox: %s)",
         cfg["HOST"],
         cfg["PORT"],
         cfg["SMS_GATEWAY"],
         _safe_url(cfg["SQLALCHEMY_DATABASE_URI"]),
+        "Werkzeug (DEBUG)" if cfg["DEBUG"] else f"gunicorn gthread, {cfg['WEB_THREADS']} threads",
+        outbox,
     )
-    try:
-        socketio.run(app, host=cfg["HOST"], port=cfg["PORT"], allow_unsafe_werkzeug=True, log_output=False)
-    finally:
-        if background:
-            background.stop()
-    return 0
+    return serve(app)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 0,  # clear message texts of chats ended this many days ago; 0 = keep forever
     "REDACT_CONTACTS": False,  # replace phone numbers and e-mail addresses inside relayed texts
     "MASK_NUMBERS_IN_UI": True,
+    "WEB_THREADS": 100,  # python -m webapp: threads of the web process (open websockets + requests in flight)
     "OUTBOX_WORKER": True,
+    "OUTBOX_PROCESS": True,  # python -m webapp: the outbox in a process of its own (both cores), else in threads
     "OUTBOX_POLL_SECONDS": 1.0,
     "OUTBOX_MAX_ATTEMPTS": 12,
     "OUTBOX_LEASE_SECONDS": 15,  # a worker holds a lane this long at most (at least VONAGE_TIMEOUT + 2)
@@ -103,7 +105,9 @@ _CONVERT = {
     "RETENTION_DAYS": lambda v: _not_negative(int(v)),
     "REDACT_CONTACTS": lambda v: v.strip().lower() in TRUE,
     "MASK_NUMBERS_IN_UI": lambda v: v.strip().lower() in TRUE,
+    "WEB_THREADS": lambda v: max(int(v), 1),
     "OUTBOX_WORKER": lambda v: v.strip().lower() in TRUE,
+    "OUTBOX_PROCESS": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_POLL_SECONDS": float,
     "OUTBOX_MAX_ATTEMPTS": int,
     "OUTBOX_LEASE_SECONDS": int,

@@ -10,7 +10,9 @@ One code path serves both backends, chosen by DATABASE_URL:
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -73,40 +75,114 @@ class DatabaseBusy(RuntimeError):
     """The write lock could not be had in time; the caller answers 503 (Vonage retries webhooks)."""
 
 
-# SQLite has one writer at a time. Writers of this process queue here, in Python, rather than in SQLite's busy
-# handler, which sleeps in growing steps (up to 100 ms) between tries: under 32 concurrent webhooks that sleeping,
-# not the work, set the throughput and the tail latency (BENCHMARKS.md). Other processes still meet the busy
-# timeout as before.
-_sqlite_writer = threading.Lock()
-_HELD = "sqlite_writer_held"
+# SQLite has one writer at a time. Writers queue here instead of in SQLite's busy handler, which sleeps in
+# growing steps (1, 2, 5 ... up to 100 ms) between tries: under concurrent webhooks that sleeping, not the work,
+# set the throughput and the tail latency (BENCHMARKS.md). The threads of a process queue on a Python lock; the
+# processes of one database (the web and outbox processes of `python -m webapp`, `flask` commands) on an advisory
+# file lock beside it (`<database>-writer`, flock). Both hand over the moment the holder lets go, and the kernel
+# drops the file lock of a process that dies, so a `kill -9` never leaves the database locked. Anything else
+# writing to the file (the sqlite3 shell) still meets SQLite's busy timeout.
 WRITE_WAIT_SECONDS = 15.0
+_HELD = "sqlite_writer_held"
+
+
+class SqliteWriter:
+    """The write lock of one SQLite database file, for this process (see above)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path  # None: an in-memory database, private to this process
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int:
+        if self._pid != os.getpid():  # first use in this process (a forked child opens its own)
+            self._fd = os.open(f"{self.path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        assert self._fd is not None
+        return self._fd
+
+    def acquire(self, timeout: float = WRITE_WAIT_SECONDS) -> bool:
+        """Become this database's writer; False when this process's queue did not move within `timeout`.
+
+        Only the head of this process's queue waits for the file lock, in the kernel and without a timeout: a
+        process holding it either finishes its transaction or dies (and loses it), and if it hangs, this
+        process's other writers time out on the Python lock and answer 503, as SQLite's own timeout would.
+        """
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        if self.path is None:
+            return True
+        try:
+            fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+        return True
+
+    def release(self) -> None:
+        if self.path is not None:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+        self._lock.release()
+
+    def reset_after_fork(self) -> None:
+        self._lock = threading.Lock()  # a lock held by a thread that did not survive the fork would stay held
+
+
+_writers: dict[str | None, SqliteWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def sqlite_writer(engine: Engine) -> SqliteWriter:
+    """The write lock of the SQLite database behind `engine`."""
+    database = engine.url.database
+    path = None if database in (None, "", ":memory:") else os.path.realpath(database)
+    writer = _writers.get(path)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.setdefault(path, SqliteWriter(path))
+    return writer
+
+
+def _reset_writers_after_fork() -> None:
+    global _writers_lock
+    _writers_lock = threading.Lock()
+    for writer in _writers.values():
+        writer.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_writers_after_fork)
 
 
 def begin_write() -> None:
     """Start the session's transaction as a writer.
 
     On SQLite a read-then-write transaction must take the write lock up front (`BEGIN IMMEDIATE`), or two
-    of them deadlock and one fails at once with "database is locked" (docs/database.md). PostgreSQL
-    needs nothing: the unique constraints catch races and the caller retries.
+    of them deadlock and one fails at once with "database is locked" (docs/database.md); before that it
+    queues for the database's writer lock (above). PostgreSQL needs nothing: the unique constraints catch
+    races and the caller retries.
     """
     session = db.session
     conn = session.connection()
     if conn.dialect.name != "sqlite" or conn.connection.dbapi_connection.in_transaction:
         return
     if not session.info.get(_HELD):
-        if not _sqlite_writer.acquire(timeout=WRITE_WAIT_SECONDS):
+        writer = sqlite_writer(conn.engine)
+        if not writer.acquire():
             raise DatabaseBusy("the database is busy; try again")
-        session.info[_HELD] = True
+        session.info[_HELD] = writer
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _release_writer(session: Session, transaction: SessionTransaction) -> None:
-    if transaction.parent is None and session.info.pop(_HELD, False):
-        _sqlite_writer.release()
+    if transaction.parent is None:
+        writer = session.info.pop(_HELD, None)
+        if writer is not None:
+            writer.release()
 
 
 def install_write_gate() -> None:
-    """Release the in-process SQLite writer lock whenever a session's transaction ends (commit, rollback, close)."""
+    """Release the SQLite writer lock whenever a session's transaction ends (commit, rollback, close)."""
     if not event.contains(Session, "after_transaction_end", _release_writer):
         event.listen(Session, "after_transaction_end", _release_writer)
 

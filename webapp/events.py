@@ -11,6 +11,7 @@ Every signal is sent with keyword arguments only; the sender is always None.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from blinker import NamedSignal, Namespace
@@ -37,8 +38,36 @@ operator_signed_out = _signals.signal("operator-signed-out")
 session_ended = _signals.signal("session-ended")
 
 
+ALL: tuple[NamedSignal, ...] = (
+    chat_created, chat_ended, chat_read, message_added, message_status, numbers_changed, operator_signed_out
+)
+_BY_NAME = {signal.name: signal for signal in ALL}
+
+# Where this process's announcements go instead of its own listeners (None: to its listeners). The outbox
+# process that `python -m webapp` starts hands them to the web process, whose listeners (the dashboards' live
+# layer among them) then hear them exactly once (server.py).
+_sink: Callable[[str, dict[str, Any]], None] | None = None
+
+
+def by_name(name: str) -> NamedSignal:
+    """The signal called `name` (KeyError for an unknown name)."""
+    return _BY_NAME[name]
+
+
+def redirect(sink: Callable[[str, dict[str, Any]], None] | None) -> None:
+    """Send this process's announcements to `sink(signal name, data)` instead of its listeners (None: undo)."""
+    global _sink
+    _sink = sink
+
+
 def announce(signal: NamedSignal, **data: Any) -> None:
     """Send `signal` to its listeners; a failing listener is logged and never reaches the announcer."""
+    if _sink is not None:
+        try:
+            _sink(signal.name, data)
+        except Exception:
+            log.exception("announcing %s failed", signal.name)
+        return
     for receiver in signal.receivers_for(None):
         try:
             receiver(None, **data)

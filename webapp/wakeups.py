@@ -8,6 +8,7 @@ it. Other background loops (event deliveries, jobs) get their own bell the same 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 
 class Bell:
@@ -16,9 +17,16 @@ class Bell:
     def __init__(self, name: str) -> None:
         self.name = name
         self._event = threading.Event()
+        self._also: Callable[[], None] | None = None
 
     def ring(self) -> None:
         self._event.set()
+        if self._also is not None:
+            self._also()
+
+    def also(self, ring: Callable[[], None] | None) -> None:
+        """Call `ring` on every ring too (it wakes a waiter in another process: server.py); None to stop."""
+        self._also = ring
 
     def wait(self, timeout: float | None) -> bool:
         """Block until rung or `timeout` passes; True when rung. The ring is consumed."""

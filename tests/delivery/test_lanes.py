@@ -307,3 +307,21 @@ def test_a_living_worker_renews_its_leases_and_recovery_leaves_them_alone(app, f
     assert stale.lease_until == first
     outbox.settle_batch(batch, outbox.send_batch(outbox.gateway(), outbox.rate_limiter(), batch, 5))
     assert lanes_held() == 0 and [a["text"] for a in fake.accepted] == ["slow but alive"]
+
+
+def test_a_throttled_send_whose_settle_raises_is_retried_not_failed(app, fake, chat):
+    """Vonage did not take the text (throttled) and recording that raised: the fallback keeps it queued for a
+    retry (sending again is safe), where failing it would lose a text to a transient database error."""
+    victim = queue(chat, "throttled, then unlucky")
+    fake.faults = Faults(throttle=1.0)
+    poison("poison_settle", "messages",
+           f"NEW.id = {victim.id} AND NEW.error LIKE 'status 1%' AND NEW.error NOT LIKE '%could not record%'",
+           "BEFORE UPDATE")
+    outbox.drain_once()
+    victim = reload(victim)
+    assert victim.status == "queued" and "could not record the send" in victim.error
+    assert victim.next_attempt_at is not None
+    fake.faults = Faults()
+    drain_all()
+    assert reload(victim).status == "submitted"
+    assert [a["text"] for a in fake.accepted_for(wire(B))] == ["throttled, then unlucky"]

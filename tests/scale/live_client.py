@@ -44,8 +44,8 @@ def mentions(payload: Any, value: int) -> bool:
 
 
 class LiveClient:
-    def __init__(self, url: str, cookie: str) -> None:
-        self.url, self.cookie = url, cookie
+    def __init__(self, url: str, cookie: str, transports: tuple[str, ...] = ("websocket",)) -> None:
+        self.url, self.cookie, self.transports = url, cookie, list(transports)
         self.events: list[tuple[str, Any]] = []
         self._cond = threading.Condition()
         self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
@@ -58,7 +58,7 @@ class LiveClient:
 
     def connect(self) -> LiveClient:
         self.sio.connect(
-            self.url, headers={"Cookie": f"session={self.cookie}"}, transports=["websocket"], wait_timeout=10
+            self.url, headers={"Cookie": f"session={self.cookie}"}, transports=self.transports, wait_timeout=10
         )
         return self
 

@@ -1,6 +1,6 @@
 """The outbox: every outbound SMS is a queued row, sent by a worker, in order per recipient.
 
-- queue.py    the only writer of outbound rows and lanes (`queue_message`, `queue_row`, `requeue`);
+- queue.py    the only writer of outbound rows and lanes (`queue_message`, `queue_rows`, `requeue`);
 - claim.py    takes due lanes (not rows), so a claim costs the same whatever the backlog, with a batch of
               each lane's oldest due messages;
 - sender.py   sends a lane's batch through the gateway in order and settles the answers, isolated per message;
@@ -11,7 +11,7 @@ Guarantees and the states a message goes through: docs/delivery.md.
 """
 
 from .claim import Batch, Job, claim, renew
-from .queue import queue_message, queue_row, requeue
+from .queue import queue_message, queue_rows, requeue
 from .recovery import reconcile_due, recover_interrupted
 from .sender import backoff, gateway, rate_limiter, send_batch, settle_batch
 from .worker import Worker, drain_once
@@ -25,7 +25,7 @@ __all__ = [
     "drain_once",
     "gateway",
     "queue_message",
-    "queue_row",
+    "queue_rows",
     "rate_limiter",
     "reconcile_due",
     "recover_interrupted",

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from ..database import begin_write
 from ..extensions import db
-from ..models import Lane, Message, utcnow
+from ..models import Lane, Message, UTCDateTime, utcnow
 from ..states import Status
 from .delivery import client_ref
 
@@ -85,13 +85,7 @@ def claim(limit: int) -> list[Batch]:
     ).scalars().all()
     batches: list[Batch] = []
     for recipient in recipients:
-        heads = conn.execute(
-            select(_messages.c.id, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
-                   _messages.c.next_attempt_at, _messages.c.attempts)
-            .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
-            .order_by(_messages.c.id)
-            .limit(per_lane)
-        ).all()
+        heads = conn.execute(_HEADS, {"recipient": recipient, "per_lane": per_lane}).all()
         due_heads = []
         for head in heads:
             if head.next_attempt_at is not None and head.next_attempt_at > now:
@@ -100,12 +94,7 @@ def claim(limit: int) -> list[Batch]:
         ids = [h.id for h in due_heads]
         taken = set()
         if ids:
-            taken = set(conn.execute(
-                update(_messages)
-                .where(_messages.c.id.in_(ids), _messages.c.status == Status.QUEUED)
-                .values(status=Status.SENDING, claimed_at=now, updated_at=now)
-                .returning(_messages.c.id)
-            ).scalars())
+            taken = set(conn.execute(_TAKE, {"ids": ids, "now": now}).scalars())
         jobs = []
         for head in due_heads:
             if head.id not in taken:
@@ -122,11 +111,8 @@ def claim(limit: int) -> list[Batch]:
             batches.append(Batch(recipient, tuple(jobs), lease_until))
             continue
         # nothing to send now after all (not due yet, or settled meanwhile): back to its due time
-        conn.execute(
-            update(_lanes)
-            .where(_lanes.c.recipient == recipient)
-            .values(due_at=None if not heads else (heads[0].next_attempt_at or now), leased_until=None)
-        )
+        conn.execute(_PUT_BACK, {"recipient": recipient,
+                                 "due": None if not heads else (heads[0].next_attempt_at or now)})
     db.session.commit()
     return batches
 
@@ -153,6 +139,27 @@ def renew(batches: list[Batch]) -> None:
     db.session.commit()
     for batch in renewed:
         batch.lease_until = until
+
+
+# Built once: building a statement (and its cache key) costs more CPU than running it.
+_HEADS = (
+    select(_messages.c.id, _messages.c.from_number, _messages.c.text, _messages.c.chat_id,
+           _messages.c.next_attempt_at, _messages.c.attempts)
+    .where(_messages.c.to_number == bindparam("recipient"), _messages.c.status == Status.QUEUED)
+    .order_by(_messages.c.id)
+    .limit(bindparam("per_lane"))
+)
+_TAKE = (
+    update(_messages)
+    .where(_messages.c.id.in_(bindparam("ids", expanding=True)), _messages.c.status == Status.QUEUED)
+    .values(status=Status.SENDING, claimed_at=bindparam("now"), updated_at=bindparam("now"))
+    .returning(_messages.c.id)
+)
+_PUT_BACK = (
+    update(_lanes)
+    .where(_lanes.c.recipient == bindparam("recipient"))
+    .values(due_at=bindparam("due", type_=UTCDateTime()), leased_until=None)
+)
 
 
 def next_due_in(now: datetime | None = None) -> float | None:

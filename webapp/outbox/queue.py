@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, select, update
+from sqlalchemy import Connection, bindparam, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -92,13 +92,23 @@ def queue_message(
     return msg
 
 
-def queue_row(conn: Connection, row: dict[str, Any]) -> None:
-    """The hot path's version of `queue_message`: one prebuilt INSERT (services/relay.py).
+def queue_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """The hot path's version of `queue_message` for many texts at once (services/relay.py): one INSERT for
+    the rows, one lane statement per recipient.
 
-    `row` holds every column of the message except direction and status.
+    `rows` hold every column of a message except direction and status. They are inserted in the order given,
+    so ids, and with them each recipient's order, follow it.
     """
-    conn.execute(_messages.insert(), {**row, "direction": Direction.OUT, "status": Status.QUEUED})
-    open_lane(conn, row["to_number"], row["next_attempt_at"])
+    full = [{**row, "direction": Direction.OUT, "status": Status.QUEUED} for row in rows]
+    if len({frozenset(row) for row in full}) == 1:
+        conn.execute(_messages.insert(), full)
+    else:  # some rows carry columns others leave unset (meta): one by one, in order
+        for row in full:
+            conn.execute(_messages.insert(), row)
+    due: dict[str, datetime] = {}
+    for row in rows:
+        due.setdefault(row["to_number"], row["next_attempt_at"])
+    conn.execute(_open_statement(conn.dialect.name), [{"recipient": r, "due_at": d} for r, d in sorted(due.items())])
     doorbell.queued(db.session)
 
 
@@ -125,14 +135,24 @@ def lock_lane(conn: Connection, recipient: str) -> None:
         conn.execute(select(_lanes.c.id).where(_lanes.c.recipient == recipient).with_for_update())
 
 
-def _head_due(recipient: str, now: datetime) -> Any:
+def _head_due() -> Any:
+    """When the lane named by :r is next due: its oldest queued message's time (NULL when nothing is queued)."""
     return (
-        select(func.coalesce(_messages.c.next_attempt_at, literal(now, UTCDateTime())))
-        .where(_messages.c.to_number == recipient, _messages.c.status == Status.QUEUED)
+        select(func.coalesce(_messages.c.next_attempt_at, bindparam("now", type_=UTCDateTime())))
+        .where(_messages.c.to_number == bindparam("r"), _messages.c.status == Status.QUEUED)
         .order_by(_messages.c.id)
         .limit(1)
         .scalar_subquery()
     )
+
+
+# Built once (building a statement and its cache key costs more CPU than running it).
+_RELEASE = update(_lanes).where(_lanes.c.recipient == bindparam("r")).values(due_at=_head_due(), leased_until=None)
+_RELEASE_HELD = (
+    update(_lanes)
+    .where(_lanes.c.recipient == bindparam("r"), _lanes.c.leased_until == bindparam("lease", type_=UTCDateTime()))
+    .values(due_at=_head_due(), leased_until=None)
+)
 
 
 def release_lane(conn: Connection, recipient: str, lease: datetime | None = None) -> None:
@@ -142,7 +162,8 @@ def release_lane(conn: Connection, recipient: str, lease: datetime | None = None
     another worker may hold it now). Callers take `lock_lane` first (PostgreSQL), so this statement sees
     every message queued before.
     """
-    stmt = update(_lanes).where(_lanes.c.recipient == recipient)
-    if lease is not None:
-        stmt = stmt.where(_lanes.c.leased_until == lease)
-    conn.execute(stmt.values(due_at=_head_due(recipient, utcnow()), leased_until=None))
+    params = {"r": recipient, "now": utcnow()}
+    if lease is None:
+        conn.execute(_RELEASE, params)
+    else:
+        conn.execute(_RELEASE_HELD, {**params, "lease": lease})

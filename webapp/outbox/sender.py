@@ -308,6 +308,13 @@ def _settle_fallback(job: Job, result: SendResult | None, cause: Exception) -> s
         window = float(current_app.config["OUTBOX_RECONCILE_SECONDS"])
         status, error = Status.UNCONFIRMED, f"{result.error or 'no answer'}; {why}"
         due = job.claimed_at + timedelta(seconds=window) if window > 0 else None
+    elif result.retryable and job.attempts + result.tries < current_app.config["OUTBOX_MAX_ATTEMPTS"]:
+        # Vonage did not take it (throttled, 5xx, refused): sending again is safe, so it stays at the head of
+        # its lane and is retried, instead of failing a text that a transient database error hit
+        cfg = current_app.config
+        delay = backoff(job.attempts + result.tries, cfg["OUTBOX_RETRY_BASE_SECONDS"], cfg["OUTBOX_RETRY_CAP_SECONDS"])
+        status, error = Status.QUEUED, f"{result.error or 'send failed'}; {why}"
+        due = utcnow() + timedelta(seconds=delay)
     else:
         status, error, due = Status.FAILED, f"{result.error or 'send failed'}; {why}", None
     try:

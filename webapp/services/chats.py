@@ -264,7 +264,11 @@ def list_chats(status: str | None = None, limit: int = 100, offset: int = 0) -> 
 def end_chat(chat_id: int, reason: str = "operator", actor: str | None = None) -> Chat:
     """End a chat: free its routes and (by configuration) tell both parties. `actor`: who ended it."""
     begin_write()
-    chat = get_chat(chat_id)
+    # Chat row first (PostgreSQL; SQLite's writer lock holds it already), then the lanes of the notices: the
+    # order every writer of a chat's texts follows, so a webhook in the same chat never deadlocks with this.
+    chat = db.session.get(Chat, chat_id, with_for_update={"key_share": True}, populate_existing=True)
+    if chat is None:
+        raise NotFound(f"no chat with id {chat_id}", field="id")
     if chat.status != ChatStatus.ACTIVE:
         raise Conflict(f"chat {chat_id} has already ended", field="id")
     close_chat(chat, reason, actor=actor or (Actor.API if reason == "api" else None))

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -37,7 +38,7 @@ from .chats import close_chat, queue_to_party
 from .errors import InvalidInput
 from .optouts import lift, opted_out, register
 from .pool import is_proxy_number
-from .relay import redaction, try_relay
+from .relay import redaction, relayable, try_relay
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,18 @@ def _number(params: Mapping[str, str], field: str) -> str:
     if not raw:
         raise InvalidInput(f"{field} is required", field=field)
     try:
-        # Vonage sends international digits without "+"; never read them in a national plan.
-        return parse_number("+" + raw.lstrip("+ ") if raw.strip()[:1].isdigit() else raw, "ZZ")
+        return _webhook_number(raw)
     except InvalidNumber as exc:
         raise InvalidInput(f"{field} is {exc}", field=field) from None
+
+
+@lru_cache(maxsize=8192)
+def _webhook_number(raw: str) -> str:
+    """A webhook's number in E.164. The same few thousand senders and proxy numbers come back all day, and
+    parsing one costs more than storing the text it came with: results are kept (a pure function; a number
+    that does not parse raises every time)."""
+    # Vonage sends international digits without "+"; never read them in a national plan.
+    return parse_number("+" + raw.lstrip("+ ") if raw.strip()[:1].isdigit() else raw, "ZZ")
 
 
 def parse_inbound(params: Mapping[str, str]) -> tuple[str, str, str, str | None]:
@@ -123,18 +132,13 @@ def receive_sms(params: Mapping[str, str]) -> Inbound:
     """
     sender, proxy, text, provider_id = parse_inbound(params)
     concat = parse_concat(params)
-    begin_write()
-    cfg = current_app.config
-    redact = bool(cfg["REDACT_CONTACTS"])
-    fast = None if concat else try_relay(sender, proxy, text, provider_id, redact, cfg["DEFAULT_REGION"])
-    if fast is not None:
+    if concat is None and relayable(text) and (fast := try_relay(sender, proxy, text, provider_id)) is not None:
         if fast.message_id is None:  # ON CONFLICT: this messageId is stored already
-            db.session.rollback()
             return Inbound("duplicate", _already_have(provider_id))
-        db.session.commit()
         result = Inbound("relayed", fast.message_id, fast.chat_id)
         _announce(result, sender, proxy)
         return result
+    begin_write()
     if (existing := _already_have(provider_id)) is not None:
         db.session.rollback()
         return Inbound("duplicate", existing or None)
@@ -324,7 +328,8 @@ def _store(
         return Inbound("unrouted", msg.id)
 
     # Lock the chat row (PostgreSQL; SQLite holds the write lock already): concurrent messages of one
-    # chat would otherwise lose updates of `unread`, and an end could slip between read and relay.
+    # chat would otherwise lose updates of `unread`, and an end could slip between read and relay. FOR NO KEY
+    # UPDATE, not FOR UPDATE: the foreign-key checks of other writers (KEY SHARE) must not wait for it (relay.py).
     chat = db.session.get(Chat, route.chat_id, with_for_update={"key_share": True}, populate_existing=True)
     assert chat is not None
     side, _ = other_party(Parties(chat.a_number, chat.b_number), sender)

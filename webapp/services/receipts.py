@@ -101,7 +101,7 @@ def _reconcilable(ref: str | None) -> Message | None:
     message_id = message_id_from_ref(ref)
     if message_id is None:
         return None
-    msg = db.session.get(Message, message_id, with_for_update=True)
+    msg = db.session.get(Message, message_id, with_for_update={"key_share": True})
     if msg is None or msg.direction != Direction.OUT or msg.status == Status.SENDING:
         return None
     return msg
