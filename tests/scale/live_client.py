@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import requests
 import socketio
 from flask import Flask
 from sqlalchemy import select
@@ -48,7 +49,11 @@ class LiveClient:
         self.url, self.cookie, self.transports = url, cookie, list(transports)
         self.events: list[tuple[str, Any]] = []
         self._cond = threading.Condition()
-        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2)
+        # The cookie rides in a requests session too: long polling sends it with every request (the header given
+        # to connect() only reaches the handshake), as a browser would.
+        http = requests.Session()
+        http.cookies.set("session", cookie)
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2, http_session=http)
         self.sio.on("*", self._any)
 
     def _any(self, event: str, data: Any = None) -> None:

@@ -79,7 +79,7 @@ def test_default_server_serves_websockets_long_polling_and_webhooks(tmp_path, da
     create_operator(env, tmp_path)
     web = start_server(tmp_path, processes, env)
     server = web.proc.popen
-    assert set(children(server.pid)) == {"smsproxy-web", "smsproxy-outbox"}
+    wait_until(lambda: set(children(server.pid)) == {"smsproxy-web", "smsproxy-outbox"}, what="both processes")
     assert requests.get(web.url + "/healthz", timeout=5).headers["Server"].startswith("gunicorn")
 
     cookie = sign_in(web.url)
@@ -173,7 +173,8 @@ def test_kill_9_of_either_process_loses_and_doubles_nothing(tmp_path, database_u
     with FakeVonage(tmp_path / "certs") as fake:
         env = base_env(
             database_url,
-            SMS_GATEWAY="vonage", VONAGE_API_KEY="key", VONAGE_API_SECRET="secret", VONAGE_TIMEOUT="5",
+            SMS_GATEWAY="vonage", WEBHOOKS_ALLOW_UNSIGNED="true",
+            VONAGE_API_KEY="key", VONAGE_API_SECRET="secret", VONAGE_TIMEOUT="5",
             VONAGE_REST_HOST=fake.host, VONAGE_API_HOST=fake.host, REQUESTS_CA_BUNDLE=str(fake.ca_path),
             VONAGE_MAX_SENDS_PER_SECOND="500", OUTBOX_LEASE_SECONDS="1", OUTBOX_RECONCILE_SECONDS="3",
             OUTBOX_RETRY_BASE_SECONDS="0.05", OUTBOX_RETRY_CAP_SECONDS="0.3", OUTBOX_CONCURRENCY="4",
