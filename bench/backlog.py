@@ -77,7 +77,7 @@ def run(db: str = "sqlite", gateway: str = "simulated", big: int = 10_000, small
 
             fake = start_fake_vonage(Path(base) / "certs")
             os.environ["REQUESTS_CA_BUNDLE"] = str(fake.ca_path)
-            cfg.update(SMS_GATEWAY="vonage", VONAGE_API_KEY="key", VONAGE_API_SECRET="secret",
+            cfg.update(SMS_GATEWAY="vonage", VONAGE_API_KEY="key", VONAGE_API_SECRET="secret", WEBHOOK_TOKEN="t" * 32,
                        VONAGE_REST_HOST=fake.host, VONAGE_TIMEOUT=5)
         try:
             app = create_app(cfg)
