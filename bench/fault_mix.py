@@ -74,9 +74,8 @@ def run(n: int = 2000, seed: int = 1, workdir: Path | None = None, dlr: bool = T
 
 def _run(fake: FakeVonage, n: int, rng: Any, workdir: Path, dlr: bool, concurrency: int, chats: int,
          duplicate_webhooks: float) -> dict[str, Any]:
-    from werkzeug.serving import make_server
-
     from sqlalchemy import and_, or_
+    from werkzeug.serving import make_server
 
     from webapp import create_app, outbox, prepare_database
     from webapp.extensions import db

@@ -17,8 +17,8 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
-from . import doorbell
-from .config import resolve_gateway
+from . import doorbell, idempotency
+from .config import check_events, resolve_gateway
 from .database import (
     MIGRATIONS,
     DatabaseBusy,
@@ -64,6 +64,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         cfg.update(config_module.from_env())
     cfg.update(overrides or {})
     cfg["SMS_GATEWAY"] = resolve_gateway(cfg)
+    check_events(cfg)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = _secret_key(Path(app.instance_path))
@@ -89,6 +90,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         install_sqlite_pragmas(db.engine)
     doorbell.install()
+    idempotency.install()
     install_write_gate()
 
     from . import live  # registers the Socket.IO handlers before init_app
@@ -114,6 +116,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)
     cli.init_app(app)
 
+    from .callbacks import delivery_health
+
     @app.get("/healthz")
     def healthz():
         jobs = app.extensions.get("jobs") or []
@@ -122,8 +126,16 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
                 "status": "ok",
                 "gateway": app.config["SMS_GATEWAY"],
                 "jobs": {job.name: job.status() for job in jobs},
+                "events": _events_health(),  # callbacks to EVENTS_URL: failing now? given up?
             }
         )
+
+    def _events_health() -> dict[str, Any]:
+        try:
+            return delivery_health()
+        except Exception as exc:  # the database is away: say so, but /healthz itself still answers
+            db.session.rollback()
+            return {"configured": True, "failing": None, "error": f"unknown ({type(exc).__name__})"}
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Flask
 
+from . import callbacks, idempotency
 from .extensions import db
 from .models import utcnow
 from .outbox import reconcile_due, recover_interrupted
@@ -57,6 +58,8 @@ def default_jobs(app: Flask) -> list[Job]:
         Job("recover-interrupted-sends", 1.0, recover_interrupted),
         Job("reconcile-unconfirmed-sends", 1.0, reconcile_due),
         Job("flush-incomplete-multipart", 2.0, flush_expired_parts),
+        Job("purge-old-callbacks", 3600.0, callbacks.purge),  # delivered events, idle lanes
+        Job("purge-idempotency-keys", 3600.0, idempotency.purge_keys),
     ]
 
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 from webapp import live, outbox
 from webapp.extensions import db
 from webapp.models import Message, Receipt
-from webapp.services.chats import queue_to_party
 from webapp.outbox.delivery import message_status_from_parts
+from webapp.services.chats import queue_to_party
 
 from .conftest import drain_all
 

@@ -26,6 +26,7 @@ from flask import current_app
 from sqlalchemy import or_, select, update
 
 from .. import events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..gateway import SendResult, SmsGateway
@@ -190,6 +191,7 @@ def _settle_general(job: Job, result: SendResult) -> str:
     db.session.flush()
     if ours:  # otherwise recovery released the lane already, and another worker may hold it now
         release_lane(conn, job.to)
+    record.message_settled(job.message_id, status, msg.error)  # delivered / failed: the backend's event
     db.session.commit()
     return status
 
@@ -219,6 +221,7 @@ def _settle_fallback(job: Job, result: SendResult, cause: Exception) -> str:
         ).rowcount
         if updated:
             release_lane(conn, job.to)
+            record.message_settled(job.message_id, status, clip(Message.error, error))
         db.session.commit()
         return status
     except Exception as exc:

@@ -6,7 +6,7 @@ for people; views turn them into responses.
 
 from __future__ import annotations
 
-from .chats import end_chat, get_chat, list_chats, start_chat
+from .chats import end_chat, find_chats, get_chat, list_chats, start_chat
 from .errors import Conflict, InvalidInput, NotFound, ServiceError
 from .inbound import receive_sms
 from .pool import add_number, list_numbers, remove_number, sync_pool
@@ -19,6 +19,7 @@ __all__ = [
     "ServiceError",
     "add_number",
     "end_chat",
+    "find_chats",
     "get_chat",
     "list_chats",
     "list_numbers",

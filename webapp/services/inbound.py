@@ -16,6 +16,7 @@ from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 
 from .. import events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, HeldPart, Message, Route, clip, utcnow
@@ -287,12 +288,17 @@ def _store(
     if is_opt_out(text):
         msg.status = "opt_out"
         db.session.flush()
-        close_chat(chat, "opt_out", {other: cfg["OPT_OUT_TEMPLATE"]})
+        # the notice first, then the events (opted out, then ended): event lanes are locked last
+        queue_to_party(chat, other, Kind.NOTICE, cfg["OPT_OUT_TEMPLATE"])
+        record.participant_opted_out(chat, side, msg.id)
+        close_chat(chat, "opt_out", {})
         return Inbound("opt_out", msg.id, chat.id)
     db.session.flush()
     if not text.strip():
+        record.message_received(chat, msg.id, side, text, msg.created_at)
         return Inbound("empty", msg.id, chat.id)
     queue_to_party(chat, other, Kind.RELAY, text, source_id=msg.id)
+    record.message_received(chat, msg.id, side, text, msg.created_at)
     return Inbound("relayed", msg.id, chat.id)
 
 

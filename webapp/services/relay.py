@@ -17,6 +17,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..callbacks import record
 from ..extensions import db
 from ..models import Chat, Message, Route, utcnow
 from ..outbox import queue_row
@@ -39,7 +40,8 @@ def _statements(dialect: str) -> Statements:
         m, c, r = Message.__table__, Chat.__table__, Route.__table__
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         _BUILT[dialect] = Statements(
-            route=select(c.c.id, c.c.a_number, c.c.b_number)
+            route=select(c.c.id, c.c.a_number, c.c.b_number, c.c.a_label, c.c.b_label, c.c.reference,
+                         c.c.proxy_number)
             .join(r, r.c.chat_id == c.c.id)
             .where(r.c.real_number == bindparam("sender"), r.c.proxy_number == bindparam("proxy"))
             .with_for_update(of=c),
@@ -99,4 +101,5 @@ def try_relay(sender: str, proxy: str, text: str, provider_id: str | None) -> Fa
         },
     )
     conn.execute(st.touch, {"cid": row.id, "now": now})
+    record.message_received(row, message_id, side, text, now)  # nothing unless EVENTS_URL is set
     return FastResult(message_id, row.id)
