@@ -35,8 +35,8 @@ BATCH = 200
 
 
 def lease_seconds() -> float:
-    """How long a sender holds a lane: always longer than one post can take."""
-    return float(current_app.config["EVENTS_TIMEOUT_SECONDS"]) + 10.0
+    """How long a sender holds a lane: longer than one post may take (its timeout), plus a margin."""
+    return float(current_app.config["EVENTS_TIMEOUT_SECONDS"]) + 5.0
 
 
 def _unreadable(conn, event_id: int, key: str, exc: Exception) -> None:
