@@ -168,6 +168,7 @@ def get_chat(chat_id: str):
 
 
 @bp.post("/api/chats/<chat_id>/end")
+@idempotent
 def end_chat(chat_id: str):
     chat = services.end_chat(_chat_id(chat_id), reason="api")
     return jsonify(chat_json(chat))

@@ -1,6 +1,7 @@
 """Safe retries for the JSON API: with an `Idempotency-Key` header a POST is carried out once.
 
-Put `@idempotent` under the route decorator of any POST view (api.py). Then, for one key:
+Put `@idempotent` under the route decorator of every POST view of the API (api.py; tests/test_idempotency.py
+fails for one without it). Then, for one key:
 
 - the first request claims the key (a row in `idempotency_keys`, committed at once), runs, and its response
   (status and body) is stored with the key. The key's `committed_at` is written inside the same transaction
@@ -45,6 +46,7 @@ REPLAYED = "Idempotent-Replayed"
 MAX_KEY = 255
 WAIT_SECONDS = 10.0  # a duplicate waits this long for the first request to finish
 STALE_SECONDS = 60.0  # a claim this old without committed work belongs to a request that died
+POLL_SECONDS = 0.05
 _MARK = "idempotency_key_id"
 _keys = IdempotencyKey.__table__
 
@@ -142,7 +144,7 @@ def claim(key: str, print_: str) -> int | Response:
             )
         if time.monotonic() >= deadline:
             raise Conflict(f"a request with this {HEADER} is still in progress; retry in a moment", field=HEADER)
-        time.sleep(0.05)
+        time.sleep(POLL_SECONDS)
 
 
 def _finish(key_id: int, resp: Response) -> None:
@@ -205,6 +207,7 @@ def idempotent(view: Callable[..., Any]) -> Callable[..., Any]:
         _finish(claimed, resp)
         return resp
 
+    wrapper.idempotent = True  # type: ignore[attr-defined]  (tests check every POST route has it)
     return wrapper
 
 

@@ -281,8 +281,9 @@ PATHS: dict[str, tuple[str, dict[str, Any]]] = {
         "post": {
             "operationId": "endChat",
             "summary": "End a chat: its routes are freed and (by configuration) both parties are told",
-            "parameters": [CHAT_ID],
-            "responses": _responses({"200": _json(_ref("Chat"), "The ended chat")}, "404", "409"),
+            "parameters": [CHAT_ID, KEY],
+            "responses": _responses({"200": _json(_ref("Chat"), "The ended chat", headers=REPLAYED)},
+                                    "400", "404", "409", "422"),
         },
     }),
     "/api/chats/<chat_id>/messages": ("/api/chats/{chat_id}/messages", {
@@ -345,6 +346,7 @@ WEBHOOKS: dict[str, Any] = {
     "event": {
         "post": {
             "summary": "An event callback to EVENTS_URL",
+            "security": [],  # authenticated by its signature header, not a bearer token
             "description": "Sent at least once, in order per chat, signed. Any 2xx acknowledges it; anything else "
                            "(or no answer within 5 s) is retried with exponential backoff for up to 24 h with the "
                            "same `id`. Verify `X-SMS-Proxy-Signature` (HMAC-SHA256 with EVENTS_SECRET over "
