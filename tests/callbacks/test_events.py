@@ -339,3 +339,34 @@ def test_event_posts_never_touch_the_outbox_threads_or_rate_limiter(app, receive
     assert callbacks.drain_once() == 1
     assert receiver.accepted()[0]["type"] == "chat.created"
     assert {h.status for h in receiver.hits} == {200}
+
+
+@pytest.mark.parametrize("events_overrides", [{"EVENTS_TIMEOUT_SECONDS": 5.0}], indirect=True)
+def test_a_slow_answer_for_one_chat_does_not_hold_back_another_chats_events(app, receiver, pair):
+    import threading
+
+    slow = pair(A, B)
+    receiver.decide = lambda event: ("sleep", 2.5, 200) if event["data"]["chat_id"] == slow["id"] else None
+    done = threading.Event()
+
+    def sender() -> None:
+        with app.app_context():
+            while not done.is_set():
+                callbacks.drain_once(budget=1.0)
+                time.sleep(0.02)
+            db.session.remove()
+
+    thread = threading.Thread(target=sender)
+    thread.start()
+    try:
+        assert receiver.wait_for(lambda hits: len(hits) == 1, timeout=5)  # the slow chat's event is in flight
+        started = time.time()
+        fast = pair(C, D)
+        assert receiver.wait_for(lambda hits: any(h.event["data"]["chat_id"] == fast["id"] and h.status == 200
+                                                  for h in hits), timeout=5)
+        fast_hit = next(h for h in receiver.hits if h.event["data"]["chat_id"] == fast["id"])
+        assert fast_hit.at - started < 1.5  # not after the slow answer (2.5 s)
+        assert receiver.wait_for(lambda hits: all(h.status == 200 for h in hits) and len(hits) == 2, timeout=10)
+    finally:
+        done.set()
+        thread.join(15)

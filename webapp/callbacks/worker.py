@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import timedelta
 
 from flask import Flask, current_app
@@ -123,12 +123,17 @@ def recover_leases() -> int:
     return freed
 
 
-def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
-    """Post every event due now. Returns how many posts were tried.
+def _ring(_future: Future[Outcome]) -> None:
+    wakeups.EVENTS.ring()
+
+
+def drain_once(limit: int = 50, executor: Executor | None = None, budget: float = 10.0) -> int:
+    """Post the events due now, claiming more for at most `budget` seconds. Returns how many posts were tried.
 
     Posts run in parallel threads (`executor`, or a temporary pool of EVENTS_CONCURRENCY); more is claimed as
     each finishes; settling stays in this thread. A lane is held while its post is in flight, so one chat's
-    events never overlap or overtake each other.
+    events never overlap or overtake each other. The budget returns control to the loop (lease recovery, stop)
+    even while a failing receiver keeps lanes due.
     """
     if not enabled():
         return 0
@@ -140,19 +145,27 @@ def drain_once(limit: int = 50, executor: Executor | None = None) -> int:
     done = 0
     failure: Exception | None = None
     in_flight: dict[Future[Outcome], Delivery] = {}
+    stop_claiming = time.monotonic() + budget
     try:
         while True:
             room = min(limit, 2 * workers - len(in_flight))
-            if failure is None and room > 0:
+            if failure is None and room > 0 and time.monotonic() < stop_claiming:
                 try:
                     for d in claim(room):
-                        in_flight[pool.submit(post, url, secret, timeout, d)] = d
+                        future = pool.submit(post, url, secret, timeout, d)
+                        future.add_done_callback(_ring)
+                        in_flight[future] = d
                 except Exception as exc:  # settle what is in flight, then let the loop back off
                     db.session.rollback()
                     failure = exc
             if not in_flight:
                 break
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            finished = [f for f in in_flight if f.done()]
+            if not finished:
+                # a post finished, or an event was recorded that a free slot could take (a slow receiver
+                # must not keep the other chats' events waiting for its timeout)
+                wakeups.EVENTS.wait(1.0)
+                continue
             for future in sorted(finished, key=lambda f: in_flight[f].event_id):
                 settle(in_flight.pop(future), future.result())
                 done += 1
