@@ -370,3 +370,58 @@ def test_a_slow_answer_for_one_chat_does_not_hold_back_another_chats_events(app,
     finally:
         done.set()
         thread.join(15)
+
+
+def test_two_senders_at_once_keep_each_chats_order_and_never_overlap(app, receiver, pair, text):
+    """Two senders (as two worker processes would be) claim lanes apart: each event is accepted once, a chat's
+    events in order, and never two posts of one chat in flight together."""
+    import threading
+
+    rng = random.Random(3)
+    in_flight: dict[int, int] = {}
+    overlap: list[int] = []
+    guard = threading.Lock()
+
+    def decide(event):
+        chat_id = event["data"]["chat_id"]
+        with guard:
+            in_flight[chat_id] = in_flight.get(chat_id, 0) + 1
+            if in_flight[chat_id] > 1:
+                overlap.append(chat_id)
+        time.sleep(0.01)
+        with guard:
+            in_flight[chat_id] -= 1
+        return 500 if rng.random() < 0.2 else None
+
+    receiver.decide = decide
+    chats = [pair(A, B), pair(C, D), pair("+447700900555", "+447700900666")]
+    for i in range(15):
+        chat = chats[i % 3]
+        text(f"n{i}", sender=chat["a"], to=chat["proxy_number"])
+    stop = threading.Event()
+
+    def sender() -> None:
+        with app.app_context():
+            while not stop.is_set():
+                callbacks.drain_once(budget=0.5)
+                time.sleep(0.01)
+            db.session.remove()
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 30
+        while pending() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert not pending()
+    assert not overlap, f"two posts of one chat were in flight together: {overlap}"
+    got = receiver.accepted()
+    assert len({e["id"] for e in got}) == len(got)
+    for chat in chats:
+        assert [e["id"] for e in got if e["data"]["chat_id"] == chat["id"]] == \
+            [r.public_id for r in events_in_db(chat_id=chat["id"])]

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from tests.conftest import PROXIES
 from webapp import callbacks
 
-from .conftest import A, B, SECRET, events_in_db
+from .conftest import SECRET, A, B, events_in_db
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "events.md"
 
