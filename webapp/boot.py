@@ -7,6 +7,7 @@ the entry point then starts the background work (background.py) when OUTBOX_WORK
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 from flask import Flask
@@ -29,4 +30,7 @@ def load_app(env_file: str = ".env") -> Flask:
         log.warning("API_TOKEN is empty: the JSON API is disabled (every /api call answers 503)")
     if not cfg["VONAGE_SIGNATURE_SECRET"]:
         log.warning("VONAGE_SIGNATURE_SECRET is empty: webhooks are accepted unsigned")
+    events_host = urlsplit(cfg["EVENTS_URL"]).hostname if cfg["EVENTS_URL"] else None
+    if cfg["EVENTS_URL"].startswith("http://") and events_host not in {"127.0.0.1", "localhost", "::1"}:
+        log.warning("EVENTS_URL is plain http: event callbacks (with full numbers and texts) travel unencrypted")
     return app
