@@ -148,7 +148,9 @@ def drain_once(limit: int = 50, executor: Executor | None = None, budget: float 
     stop_claiming = time.monotonic() + budget
     try:
         while True:
-            room = min(limit, 2 * workers - len(in_flight))
+            # no more in flight than posting threads: a claimed event is posted at once, so its lane's lease
+            # (EVENTS_TIMEOUT_SECONDS + 5) never runs out while it waits for a thread
+            room = min(limit, workers - len(in_flight))
             if failure is None and room > 0 and time.monotonic() < stop_claiming:
                 try:
                     for d in claim(room):
