@@ -3,11 +3,12 @@
 fake Vonage over TLS) while the receiver answers at once, answers 500 to everything, or sleeps 10 s on every
 request (the app gives up after EVENTS_TIMEOUT_SECONDS=5), against no EVENTS_URL at all.
 
-    python -m bench.events [--databases sqlite,postgres] [--rate 20] [--seconds 10] [--chats 50]
+    python -m bench.events [--databases sqlite,postgres] [--rate 20] [--seconds 10] [--chats 50] [--rounds 1]
 
 Each scenario starts its own gunicorn (`-w 1 --threads 100`, outbox worker and event sender in-process), fake
 Vonage (posting delivery receipts back, so each text also causes a `message.delivered` event) and receiver
 (tests/fakes/receiver.py), offers `rate` signed webhooks per second for `seconds`, and stops what it started.
+`--rounds 3` runs every scenario three times, interleaved, so a busy machine shows as spread, not as a trend.
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--chats", type=int, default=50)
+    p.add_argument("--rounds", type=int, default=1)
     a = p.parse_args()
-    rows = [run(d, s, a.rate, a.seconds, a.chats) for d in a.databases.split(",") for s in a.scenarios.split(",")]
+    rows = [run(d, s, a.rate, a.seconds, a.chats)
+            for d in a.databases.split(",") for _ in range(a.rounds) for s in a.scenarios.split(",")]
     print(f"machine: {machine()}")
     print(f"load: {a.rate:g} signed webhooks/s for {a.seconds:g} s over {a.chats} chats, each relayed; "
           "gunicorn -w 1 --threads 100; fake Vonage (TLS) and receiver in the bench process; "

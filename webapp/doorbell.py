@@ -8,7 +8,8 @@ listener then rings its own process's bell. On SQLite nothing is sent: one proce
 worker simply polls (OUTBOX_POLL_SECONDS).
 
 The event callbacks' writer (callbacks/record.py) does the same for the event sender through
-`wakeups.ring_after_commit` and its own channel (`wakeups.EVENTS.channel`); the listener here hears both.
+`wakeups.ring_after_commit` and its own channel (`wakeups.EVENTS.channel`), unless the transaction notifies the
+outbox's channel already (a relay): that one wakes event senders too. The listener here hears both.
 """
 
 from __future__ import annotations
@@ -26,29 +27,26 @@ from .extensions import db
 log = logging.getLogger(__name__)
 
 CHANNEL = wakeups.OUTBOX.channel
-_BY_CHANNEL = {bell.channel: bell for bell in wakeups.BELLS}
+# What a notification on each channel wakes. The outbox's also wakes the event sender: a transaction that queues
+# an SMS usually records an event too (a relay and its message.received), and then sends only this one NOTIFY.
+_BY_CHANNEL = {CHANNEL: (wakeups.OUTBOX, wakeups.EVENTS), wakeups.EVENTS.channel: (wakeups.EVENTS,)}
 _NOTIFY = text("SELECT pg_notify(:c, '')")
-_FLAG = "outbox_queued"
 
 
 def queued(session: Session) -> None:
     """This transaction queued outbound rows: wake the outbox when it commits (once per transaction)."""
-    if session.info.get(_FLAG):
+    if not wakeups.ring_after_commit(session.info, wakeups.OUTBOX):
         return
-    session.info[_FLAG] = True
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.execute(_NOTIFY, {"c": CHANNEL})
 
 
 def _after_commit(session: Session) -> None:
-    if session.info.pop(_FLAG, False):
-        wakeups.OUTBOX.ring()
-    wakeups.ring_pending(session.info)  # other bells writers asked for (the event sender's)
+    wakeups.ring_pending(session.info)  # the bells writers asked for: the outbox's, the event sender's
 
 
 def _after_rollback(session: Session) -> None:
-    session.info.pop(_FLAG, None)
     wakeups.drop_pending(session.info)
 
 
@@ -99,7 +97,8 @@ class Listener:
                         bell.ring()
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=1.0, stop_after=1):
-                            _BY_CHANNEL.get(note.channel, wakeups.OUTBOX).ring()
+                            for bell in _BY_CHANNEL.get(note.channel, wakeups.BELLS):
+                                bell.ring()
             except Exception as exc:
                 self.listening.clear()
                 log.warning("outbox doorbell: %s; reconnecting in %.0f s", type(exc).__name__, delay)

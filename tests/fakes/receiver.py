@@ -36,7 +36,7 @@ class Hit:
     headers: dict[str, str]
     at: float  # time.time() on arrival
     status: int | None = None  # what was answered (None: not yet)
-    slept: float = 0.0  # how long the answer was held back (a client with a shorter timeout had gone)
+    slept: float = 0.0  # how long the answer is held back (a client with a shorter timeout has gone by then)
     signature_ok: bool | None = None
     signature_error: str | None = None
     event: dict[str, Any] = field(default_factory=dict)
@@ -73,13 +73,14 @@ class _Handler(BaseHTTPRequestHandler):
             except signing.SignatureError as exc:
                 hit.signature_ok, hit.signature_error = False, str(exc)
         sleep, status = rx._next_action(hit.event)
+        hit.slept = sleep
         with rx._cond:
             rx.hits.append(hit)
             rx._cond.notify_all()
         if sleep:
             time.sleep(sleep)
         with rx._cond:  # before the answer leaves, so a client that saw it always finds it recorded
-            hit.status, hit.slept = status, sleep
+            hit.status = status
             rx._cond.notify_all()
         with contextlib.suppress(OSError):  # a client that timed out has gone
             self.send_response(status)

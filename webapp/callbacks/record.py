@@ -20,13 +20,13 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, case, func, select, text
+from sqlalchemy import JSON, Integer, String, bindparam, case, cast, func, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import wakeups
 from ..extensions import db
-from ..models import CallbackEvent, CallbackLane, Chat, Message, utcnow
+from ..models import CallbackEvent, CallbackLane, Chat, Message, UTCDateTime, utcnow
 from ..states import FINAL_FAILURES, CallbackStatus, ChatStatus, EventType, Status
 
 _events = CallbackEvent.__table__
@@ -78,6 +78,34 @@ def _open_statement(dialect: str) -> Any:
     return _OPEN[dialect]
 
 
+_EVENT_COLUMNS = ("public_id", "type", "chat_id", "lane", "data", "status", "attempts", "next_attempt_at",
+                  "created_at")
+
+
+def _pg_record_statement() -> Any:
+    """PostgreSQL: the lane upsert and the event INSERT in one round trip. The event row is built from the
+    upsert's RETURNING row, so the lane's lock is taken before the event's id is drawn (the order argument
+    in the module docstring holds)."""
+    if "postgresql+record" not in _OPEN:
+        stmt = pg_insert(_lanes).values(key=bindparam("lane"), due_at=bindparam("now", type_=UTCDateTime))
+        lane = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"due_at": case(
+                (_lanes.c.leased_until.is_(None), func.coalesce(_lanes.c.due_at, stmt.excluded.due_at)),
+                else_=_lanes.c.due_at,
+            )},
+        ).returning(_lanes.c.id).cte("lane")
+        now = cast(bindparam("now", type_=UTCDateTime), UTCDateTime)
+        row = select(
+            cast(bindparam("public_id"), String), cast(bindparam("type"), String),
+            cast(bindparam("chat_id", type_=Integer), Integer), cast(bindparam("lane"), String),
+            cast(bindparam("data", type_=JSON), JSON), cast(bindparam("status"), String),
+            literal(0, Integer), now, now,
+        ).select_from(lane)
+        _OPEN["postgresql+record"] = _events.insert().from_select(list(_EVENT_COLUMNS), row)
+    return _OPEN["postgresql+record"]
+
+
 def record(type: EventType | str, chat_id: int | None, data: dict[str, Any]) -> str | None:
     """Store one event in the caller's transaction; its public id, or None when events are off.
 
@@ -89,23 +117,18 @@ def record(type: EventType | str, chat_id: int | None, data: dict[str, Any]) -> 
     conn = session.connection()
     now = utcnow()
     key = lane_key(chat_id)
-    conn.execute(_open_statement(conn.dialect.name), {"key": key, "due_at": now})
     public_id = new_public_id()
-    conn.execute(
-        _INSERT,
-        {
-            "public_id": public_id,
-            "type": str(type),
-            "chat_id": chat_id,
-            "lane": key,
-            "data": {"chat_id": chat_id, **data},
-            "status": CallbackStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-        },
-    )
-    if wakeups.ring_after_commit(session.info, wakeups.EVENTS) and conn.dialect.name == "postgresql":
+    params = {"public_id": public_id, "type": str(type), "chat_id": chat_id, "lane": key,
+              "data": {"chat_id": chat_id, **data}, "status": CallbackStatus.PENDING}
+    if conn.dialect.name == "postgresql":
+        conn.execute(_pg_record_statement(), {**params, "now": now})
+    else:
+        conn.execute(_open_statement(conn.dialect.name), {"key": key, "due_at": now})
+        conn.execute(_INSERT, {**params, "attempts": 0, "next_attempt_at": now, "created_at": now})
+    # other processes' senders: this transaction's outbox NOTIFY (a relay's) wakes them too (doorbell.py)
+    outbox_notified = wakeups.OUTBOX in session.info.get(wakeups.PENDING, ())
+    if wakeups.ring_after_commit(session.info, wakeups.EVENTS) and conn.dialect.name == "postgresql" \
+            and not outbox_notified:
         conn.execute(_NOTIFY, {"c": wakeups.EVENTS.channel})
     return public_id
 

@@ -277,7 +277,8 @@ def _store(
 
     # Lock the chat row (PostgreSQL; SQLite holds the write lock already): concurrent messages of one
     # chat would otherwise lose updates of `unread`, and an end could slip between read and relay.
-    chat = db.session.get(Chat, route.chat_id, with_for_update=True, populate_existing=True)
+    # (FOR NO KEY UPDATE, as in relay.py: foreign-key checks on the chat never wait for it)
+    chat = db.session.get(Chat, route.chat_id, with_for_update={"key_share": True}, populate_existing=True)
     assert chat is not None
     side, _ = other_party(Parties(chat.a_number, chat.b_number), sender)
     other = "b" if side == "a" else "a"

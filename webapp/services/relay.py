@@ -44,7 +44,10 @@ def _statements(dialect: str) -> Statements:
                          c.c.proxy_number)
             .join(r, r.c.chat_id == c.c.id)
             .where(r.c.real_number == bindparam("sender"), r.c.proxy_number == bindparam("proxy"))
-            .with_for_update(of=c),
+            # FOR NO KEY UPDATE: texts of one chat take turns, but a foreign-key check on the chat (FOR KEY
+            # SHARE, e.g. by an outbox settle that holds a recipient's lane) never waits for us, which would
+            # deadlock with our own wait for that lane
+            .with_for_update(of=c, key_share=True),
             inbound=insert(m).on_conflict_do_nothing(index_elements=["provider_id"]).returning(m.c.id),
             touch=update(c)
             .where(c.c.id == bindparam("cid"))
