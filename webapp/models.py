@@ -248,6 +248,8 @@ class CallbackEvent(db.Model):
         Index("ix_callback_events_lane", "lane", "status", "id"),
         # the health summary and the purge of old deliveries
         Index("ix_callback_events_finished", "status", "finished_at"),
+        # recent pending events: the sender's check for a lane left idle under one (callbacks/worker.py)
+        Index("ix_callback_events_recent", "status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

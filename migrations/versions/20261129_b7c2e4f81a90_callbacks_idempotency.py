@@ -36,6 +36,7 @@ def upgrade():
     with op.batch_alter_table('callback_events', schema=None) as batch_op:
         batch_op.create_index('ix_callback_events_lane', ['lane', 'status', 'id'], unique=False)
         batch_op.create_index('ix_callback_events_finished', ['status', 'finished_at'], unique=False)
+        batch_op.create_index('ix_callback_events_recent', ['status', 'created_at'], unique=False)
 
     op.create_table('callback_lanes',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -79,6 +80,7 @@ def downgrade():
     op.drop_table('callback_lanes')
 
     with op.batch_alter_table('callback_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_callback_events_recent')
         batch_op.drop_index('ix_callback_events_finished')
         batch_op.drop_index('ix_callback_events_lane')
     op.drop_table('callback_events')

@@ -425,3 +425,17 @@ def test_two_senders_at_once_keep_each_chats_order_and_never_overlap(app, receiv
     for chat in chats:
         assert [e["id"] for e in got if e["data"]["chat_id"] == chat["id"]] == \
             [r.public_id for r in events_in_db(chat_id=chat["id"])]
+
+
+def test_a_lane_left_idle_or_deleted_under_a_pending_event_is_reopened(app, receiver, pair):
+    """The race recording leaves open on PostgreSQL (a sender releasing, or a purge deleting, the lane as an
+    event commits) is closed by reopen_stranded(): made here by hand, on both databases."""
+    first, second = pair(A, B), pair(C, D)
+    db.session.execute(update(CallbackLane).where(CallbackLane.key == f"chat:{first['id']}").values(due_at=None))
+    db.session.execute(sql("DELETE FROM callback_lanes WHERE key = :k"), {"k": f"chat:{second['id']}"})
+    db.session.commit()
+    assert callbacks.drain_once() == 0  # nobody would ever send them
+    assert callbacks.reopen_stranded() == 2
+    assert callbacks.reopen_stranded() == 0  # nothing left to reopen; and it writes nothing then
+    assert callbacks.drain_once() == 2
+    assert {e["data"]["chat_id"] for e in receiver.accepted()} == {first["id"], second["id"]}

@@ -5,10 +5,12 @@ Called inside the transaction of what caused the event, so the event is stored e
 lanes before the event lanes, so two of them never wait on each other in a circle. With EVENTS_URL unset it
 returns at once: the relay hot path pays one dict lookup.
 
-Each event goes into its chat's lane (`callback_lanes`), opened first: on PostgreSQL the lane row's lock makes
-concurrent writers of one chat take turns, so a chat's events get ids in the order their transactions
-commit, and the sender (sender.py) delivers them in that order. After the commit the event sender of this
-process is woken; on PostgreSQL a NOTIFY wakes the senders of other processes (doorbell.py).
+Each event goes into its chat's lane (`callback_lanes`), made due if it was idle; the sender (sender.py)
+delivers a lane's events in id order. Texts of one chat are recorded one after another (the relay path locks
+the chat), so their events are in the order the texts came. Recording never waits for the event sender: on
+PostgreSQL it is one statement that skips a lane the sender holds (`_pg_record_statement`). After the commit
+the event sender of this process is woken; on PostgreSQL a NOTIFY wakes the senders of other processes
+(doorbell.py).
 
 Imports only models, states, extensions and the leaf `wakeups`, so any service or the outbox may call it.
 """
@@ -20,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import JSON, Integer, String, bindparam, case, cast, func, literal, select, text
+from sqlalchemy import bindparam, case, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,7 +63,7 @@ def new_public_id() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
-def _open_statement(dialect: str) -> Any:
+def open_statement(dialect: str) -> Any:
     """INSERT the lane due now, or make an idle lane due now (a held or already due lane is kept)."""
     if dialect not in _OPEN:
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -78,31 +80,42 @@ def _open_statement(dialect: str) -> Any:
     return _OPEN[dialect]
 
 
-_EVENT_COLUMNS = ("public_id", "type", "chat_id", "lane", "data", "status", "attempts", "next_attempt_at",
-                  "created_at")
-
-
 def _pg_record_statement() -> Any:
-    """PostgreSQL: the lane upsert and the event INSERT in one round trip. The event row is built from the
-    upsert's RETURNING row, so the lane's lock is taken before the event's id is drawn (the order argument
-    in the module docstring holds)."""
+    """PostgreSQL, one round trip that never waits for the event sender:
+
+    - make the chat's lane due if it is idle (an UPDATE whose condition is read from the committed row: a
+      lane the sender has claimed or is settling is due or leased there, so it is skipped, not waited for);
+    - open the lane if there is none (INSERT ... ON CONFLICT DO NOTHING, which takes no lock on a lane that
+      exists);
+    - insert the event.
+    The one case this leaves open, a sender releasing the lane at the moment this commits, is closed by the
+    sender's `reopen_stranded()` within seconds (worker.py).
+    """
     if "postgresql+record" not in _OPEN:
-        stmt = pg_insert(_lanes).values(key=bindparam("lane"), due_at=bindparam("now", type_=UTCDateTime))
-        lane = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"due_at": case(
-                (_lanes.c.leased_until.is_(None), func.coalesce(_lanes.c.due_at, stmt.excluded.due_at)),
-                else_=_lanes.c.due_at,
-            )},
-        ).returning(_lanes.c.id).cte("lane")
-        now = cast(bindparam("now", type_=UTCDateTime), UTCDateTime)
-        row = select(
-            cast(bindparam("public_id"), String), cast(bindparam("type"), String),
-            cast(bindparam("chat_id", type_=Integer), Integer), cast(bindparam("lane"), String),
-            cast(bindparam("data", type_=JSON), JSON), cast(bindparam("status"), String),
-            literal(0, Integer), now, now,
-        ).select_from(lane)
-        _OPEN["postgresql+record"] = _events.insert().from_select(list(_EVENT_COLUMNS), row)
+        now = bindparam("now", type_=UTCDateTime)
+        touched = (
+            update(_lanes)
+            .where(_lanes.c.key == bindparam("lane"), _lanes.c.due_at.is_(None), _lanes.c.leased_until.is_(None))
+            .values(due_at=now)
+            .returning(_lanes.c.id)
+            .cte("touched")
+        )
+        opened = (
+            pg_insert(_lanes).values(key=bindparam("lane"), due_at=now)
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(_lanes.c.id)
+            .cte("opened")
+        )
+        c = _events.c
+        _OPEN["postgresql+record"] = _events.insert().values({
+            c.public_id: bindparam("public_id", type_=c.public_id.type),
+            c.type: bindparam("type", type_=c.type.type),
+            c.chat_id: bindparam("chat_id", type_=c.chat_id.type),
+            c.lane: bindparam("lane", type_=c.lane.type),
+            c.data: bindparam("data", type_=c.data.type),
+            c.status: bindparam("status", type_=c.status.type),
+            c.attempts: 0, c.next_attempt_at: now, c.created_at: now,
+        }).add_cte(touched, opened)
     return _OPEN["postgresql+record"]
 
 
@@ -123,7 +136,7 @@ def record(type: EventType | str, chat_id: int | None, data: dict[str, Any]) -> 
     if conn.dialect.name == "postgresql":
         conn.execute(_pg_record_statement(), {**params, "now": now})
     else:
-        conn.execute(_open_statement(conn.dialect.name), {"key": key, "due_at": now})
+        conn.execute(open_statement(conn.dialect.name), {"key": key, "due_at": now})
         conn.execute(_INSERT, {**params, "attempts": 0, "next_attempt_at": now, "created_at": now})
     # other processes' senders: this transaction's outbox NOTIFY (a relay's) wakes them too (doorbell.py)
     outbox_notified = wakeups.OUTBOX in session.info.get(wakeups.PENDING, ())

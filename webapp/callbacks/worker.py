@@ -17,14 +17,14 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import timedelta
 
 from flask import Flask, current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from .. import wakeups
 from ..database import begin_write
 from ..extensions import db
 from ..models import CallbackEvent, CallbackLane, clip, utcnow
 from ..states import CallbackStatus
-from .record import enabled
+from .record import enabled, open_statement
 from .sender import Delivery, Outcome, head_due, lock_lane, post, release, settle
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,45 @@ def _ring(_future: Future[Outcome]) -> None:
     wakeups.EVENTS.ring()
 
 
+STRANDED_WINDOW = 120.0  # seconds: far longer than a transaction that records an event stays open
+
+
+def reopen_stranded() -> int:
+    """Make due the lanes that have a recent pending event but are idle or missing; returns how many.
+
+    On PostgreSQL recording never waits for the sender (record.py), so a sender releasing a lane as idle in the
+    instant an event for it commits leaves that event waiting with nobody to send it; so does an hourly purge
+    deleting the lane at that instant. Looking at the last two minutes of pending events (by index) finds
+    these, whatever the backlog; normally it finds nothing and writes nothing.
+    """
+    since = utcnow() - timedelta(seconds=STRANDED_WINDOW)
+    recent = (
+        select(_events.c.lane)
+        .where(_events.c.status == CallbackStatus.PENDING, _events.c.created_at >= since)
+        .distinct()
+        .subquery()
+    )
+    idle = (
+        select(recent.c.lane)
+        .select_from(recent.outerjoin(_lanes, _lanes.c.key == recent.c.lane))
+        .where(or_(_lanes.c.id.is_(None), and_(_lanes.c.due_at.is_(None), _lanes.c.leased_until.is_(None))))
+    )
+    keys = list(db.session.scalars(idle.limit(BATCH)))
+    db.session.rollback()
+    for key in keys:
+        try:
+            begin_write()
+            conn = db.session.connection()
+            conn.execute(open_statement(conn.dialect.name), {"key": key, "due_at": utcnow()})
+            db.session.commit()
+        except Exception as exc:
+            db.session.rollback()
+            log.error("reopening event lane %s failed (%s)", key, type(exc).__name__)
+    if keys:
+        log.warning("%d event lane(s) had pending events but nobody to send them; made due", len(keys))
+    return len(keys)
+
+
 def drain_once(limit: int = 50, executor: Executor | None = None, budget: float = 10.0) -> int:
     """Post the events due now, claiming more for at most `budget` seconds. Returns how many posts were tried.
 
@@ -218,6 +257,7 @@ class EventSender:
                     if time.monotonic() - recovered_at >= self.RECOVER_EVERY:
                         recovered_at = time.monotonic()
                         recover_leases()
+                        reopen_stranded()
                     drain(executor=self._pool)
                     due = next_due_in()
                     if due is not None:
