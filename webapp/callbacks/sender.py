@@ -116,8 +116,9 @@ def backoff(attempts: int, base: float, cap: float) -> float:
 
 
 def lock_lane(conn: Connection, key: str) -> None:
-    """Hold the lane row (PostgreSQL; SQLite's writer lock already does), so the release that follows sees
-    every event recorded before it (record.py opens the lane first, under the same row lock)."""
+    """Hold the lane row (PostgreSQL; SQLite's writer lock already does) against other senders, lease recovery
+    and the purge while this settle releases it. Recording never takes this lock (record.py): an event that
+    commits while the release below runs is found by `worker.reopen_stranded()`."""
     if conn.dialect.name == "postgresql":
         conn.execute(select(_lanes.c.id).where(_lanes.c.key == key).with_for_update())
 
