@@ -37,7 +37,8 @@ _chats = Chat.__table__
 _messages = Message.__table__
 _INSERT = _events.insert()
 _NOTIFY = text("SELECT pg_notify(:c, '')")
-_OPEN: dict[str, Any] = {}
+_OPEN: dict[str, Any] = {}  # the lane upsert, per dialect
+_PG_RECORD: list[Any] = []  # PostgreSQL's one-statement record, built on first use
 _MESSAGE_CHAT = (
     select(
         _chats.c.id, _chats.c.reference, _chats.c.proxy_number, _chats.c.a_number, _chats.c.b_number,
@@ -91,7 +92,7 @@ def _pg_record_statement() -> Any:
     The one case this leaves open, a sender releasing the lane at the moment this commits, is closed by the
     sender's `reopen_stranded()` within seconds (worker.py).
     """
-    if "postgresql+record" not in _OPEN:
+    if not _PG_RECORD:
         now = bindparam("now", type_=UTCDateTime)
         touched = (
             update(_lanes)
@@ -107,7 +108,7 @@ def _pg_record_statement() -> Any:
             .cte("opened")
         )
         c = _events.c
-        _OPEN["postgresql+record"] = _events.insert().values({
+        _PG_RECORD.append(_events.insert().values({
             c.public_id: bindparam("public_id", type_=c.public_id.type),
             c.type: bindparam("type", type_=c.type.type),
             c.chat_id: bindparam("chat_id", type_=c.chat_id.type),
@@ -115,8 +116,8 @@ def _pg_record_statement() -> Any:
             c.data: bindparam("data", type_=c.data.type),
             c.status: bindparam("status", type_=c.status.type),
             c.attempts: 0, c.next_attempt_at: now, c.created_at: now,
-        }).add_cte(touched, opened)
-    return _OPEN["postgresql+record"]
+        }).add_cte(touched, opened))
+    return _PG_RECORD[0]
 
 
 def record(type: EventType | str, chat_id: int | None, data: dict[str, Any]) -> str | None:
