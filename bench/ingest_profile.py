@@ -1,13 +1,15 @@
 """Where the CPU of one webhook goes, in-process, one thread (no HTTP server, no contention). Prints CPU
 microseconds per webhook for each layer:
 
-    python -m bench.ingest_profile [--database sqlite|postgres] [--n 2000]
+    python -m bench.ingest_profile [--database sqlite|postgres] [--n 2000] [--events]
 
 - `full request`: Flask test client -> /webhooks/inbound-sms (routing, form parsing, service, commit, live).
 - `receive_sms()`: the service alone (parse numbers, then the lean path of services/relay.py: four prebuilt
   Core statements, INSERT ... ON CONFLICT DO NOTHING RETURNING as the dedupe, one commit). Before that path
   existed the ORM unit of work cost 2,315 µs (SQLite) / 3,385 µs (PostgreSQL) here (BENCHMARKS.md).
 - `parse_inbound()`: number parsing and validation alone (phonenumbers).
+With `--events`, EVENTS_URL is set, so each webhook also records its `message.received` event (callbacks/record.py;
+no sender runs here): the difference to a run without it is what recording an event costs the hot path.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def measure(fn, forms) -> float:
     return (time.process_time() - c0) / len(forms) * 1e6
 
 
-def run(kind: str, n: int) -> list[list]:
+def run(kind: str, n: int, events: bool = False) -> list[list]:
     from webapp import services
     from webapp.extensions import db
     from webapp.services.inbound import parse_inbound
@@ -38,7 +40,8 @@ def run(kind: str, n: int) -> list[list]:
         database = open_database(kind, Path(wd))
         try:
             keys = seed_chats(database.url, 100)
-            app = app_for(database.url, TESTING=False)
+            extra = {"EVENTS_URL": "http://127.0.0.1:9/events", "EVENTS_SECRET": "bench"} if events else {}
+            app = app_for(database.url, TESTING=False, **extra)
             client = app.test_client()
             rng = random.Random(3)
 
@@ -79,10 +82,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--databases", default="sqlite,postgres")
     p.add_argument("--n", type=int, default=1500)
+    p.add_argument("--events", action="store_true", help="set EVENTS_URL: each webhook records an event too")
     a = p.parse_args()
-    rows = [r for k in a.databases.split(",") for r in run(k, a.n)]
+    rows = [r for k in a.databases.split(",") for r in run(k, a.n, a.events)]
     print(f"machine: {machine()}")
-    print(f"{a.n} webhooks per row, one thread, in-process, relayed to an active chat, unsigned, logging off")
+    print(f"{a.n} webhooks per row, one thread, in-process, relayed to an active chat, unsigned, logging off"
+          + (", EVENTS_URL set (each records message.received)" if a.events else ""))
     print(table(["database", "layer", "CPU µs per webhook"], rows))
 
 

@@ -17,9 +17,9 @@ from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
-from . import doorbell, hardening
+from . import doorbell, hardening, idempotency
 from .admission import SocketAdmission, engineio_origin_check
-from .config import check_security, resolve_gateway
+from .config import check_events, check_security, resolve_gateway
 from .database import (
     MIGRATIONS,
     DatabaseBusy,
@@ -52,6 +52,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     cfg["SMS_GATEWAY"] = resolve_gateway(cfg)
     check_security(cfg)  # every entry point builds the app here: each refuses an unsafe configuration
     prepare_instance(Path(app.instance_path))  # 0700
+    check_events(cfg)
     if not cfg["SECRET_KEY"]:
         cfg["SECRET_KEY"] = secret_key(Path(app.instance_path))  # 0600
     url = cfg.get("SQLALCHEMY_DATABASE_URI") or cfg["DATABASE_URL"] or (
@@ -85,6 +86,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     with app.app_context():
         install_sqlite_pragmas(db.engine)
     doorbell.install()
+    idempotency.install()
     install_write_gate()
 
     from . import live  # registers the Socket.IO handlers before init_app
@@ -113,6 +115,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     dashboard.init_app(app)
     cli.init_app(app)
 
+    from .callbacks import delivery_health
+
     @app.get("/healthz")
     def healthz():
         jobs = app.extensions.get("jobs")
@@ -120,7 +124,21 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
             status = {job.name: job.status() for job in jobs}
         else:  # another process does (server.py), or none
             status = app.extensions.get("jobs_status", dict)()
-        return jsonify({"status": "ok", "gateway": app.config["SMS_GATEWAY"], "jobs": status})
+        return jsonify(
+            {
+                "status": "ok",
+                "gateway": app.config["SMS_GATEWAY"],
+                "jobs": status,
+                "events": _events_health(),  # callbacks to EVENTS_URL: failing now? given up?
+            }
+        )
+
+    def _events_health() -> dict[str, Any]:
+        try:
+            return delivery_health()
+        except Exception as exc:  # the database is away: say so, but /healthz itself still answers
+            db.session.rollback()
+            return {"configured": True, "failing": None, "error": f"unknown ({type(exc).__name__})"}
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -16,13 +16,18 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from . import audit, services
 from .extensions import csrf
 from .hardening import MAX_ID, JSONInputError, read_json
+from .idempotency import idempotent
 from .models import AuditEvent, Chat, Message, OptOut
+from .openapi import describe
 from .services.chats import messages_of, validate_chat_request
 from .states import Actor, Kind
 from .throttle import FailureThrottle, Key
 
 bp = Blueprint("api", __name__)
 csrf.exempt(bp)
+
+MAX_LIMIT = 200
+PUBLIC = {"api.openapi_document"}  # served without the bearer token
 
 
 def _iso(value: Any) -> str | None:
@@ -94,6 +99,8 @@ def _token_throttle() -> FailureThrottle:
 
 @bp.before_request
 def _require_token():
+    if request.endpoint in PUBLIC:
+        return None
     token = current_app.config["API_TOKEN"]
     if not token:
         return _error(503, "The API is disabled: set API_TOKEN to enable it")
@@ -151,11 +158,13 @@ def _create(body: dict[str, Any], a_key: str, b_key: str):
 
 
 @bp.post("/api/chats")
+@idempotent
 def create_chat():
     return _create(_body(), "a", "b")
 
 
 @bp.post("/chat")
+@idempotent
 def create_chat_legacy():
     """The original tutorial's endpoint: userANumber / userBNumber, as form or JSON."""
     body = _body()
@@ -169,18 +178,34 @@ def create_chat_legacy():
         raise
 
 
+def _int_arg(name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = (request.args.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise services.InvalidInput(f"{name} must be a whole number", field=name) from None
+    if value < low or (high is not None and value > high):
+        within = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise services.InvalidInput(f"{name} must be {within}, not {value}", field=name)
+    return value
+
+
 @bp.get("/api/chats")
 def list_chats():
     status = request.args.get("status") or None
-    try:
-        limit = min(max(int(request.args.get("limit", 100)), 1), 500)
-        offset = max(int(request.args.get("offset", 0)), 0)
-    except ValueError:
-        raise services.InvalidInput("limit and offset must be whole numbers", field="limit") from None
-    if offset > MAX_ID:
-        raise services.InvalidInput("offset is out of range", field="offset")
-    chats = services.list_chats(status, limit, offset)
-    return jsonify({"chats": [chat_json(c) for c in chats]})
+    reference = (request.args.get("reference") or "").strip() or None
+    limit = _int_arg("limit", 100, 1, MAX_LIMIT)
+    offset = _int_arg("offset", 0, 0, MAX_ID)
+    chats, total = services.find_chats(status, reference, limit, offset)
+    return jsonify({"chats": [chat_json(c) for c in chats], "total": total, "limit": limit, "offset": offset})
+
+
+@bp.get("/api/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 description of this API (openapi.py); public, like any API reference."""
+    return jsonify(describe(current_app))
 
 
 def _chat_id(raw: str) -> int:
@@ -197,12 +222,14 @@ def get_chat(chat_id: str):
 
 
 @bp.post("/api/chats/<chat_id>/end")
+@idempotent
 def end_chat(chat_id: str):
     chat = services.end_chat(_chat_id(chat_id), reason="api", actor=Actor.API)
     return jsonify(chat_json(chat))
 
 
 @bp.post("/api/chats/<chat_id>/messages")
+@idempotent
 def send_message(chat_id: str):
     """The firm's own SMS to a party: {"to": "a"|"b"|"both", "text": "..."}."""
     body = _body()

@@ -1,5 +1,6 @@
-"""What runs in the background of a process: the outbox worker, the PostgreSQL doorbell listener (wakes the
-worker when another process queued work) and the scheduled jobs. Started by every entry point (boot.py,
+"""What runs in the background of a process: the outbox worker, the event sender (callbacks to EVENTS_URL, in
+threads of its own so a slow receiver never delays a relay), the PostgreSQL doorbell listener (wakes both
+when another process queued work) and the scheduled jobs. Started by every entry point (boot.py,
 `flask outbox work`), so each runs the same set."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from flask import Flask
 from sqlalchemy.engine import make_url
 
+from .callbacks import EventSender
 from .doorbell import Listener
 from .jobs import Scheduler
 from .logs import configure_logging
@@ -22,17 +24,20 @@ log = logging.getLogger(__name__)
 class Background:
     def __init__(self, app: Flask) -> None:
         self.worker = Worker(app)
+        self.events = EventSender(app)  # starts only when EVENTS_URL is set
         self.listener = Listener(app)
         self.scheduler = Scheduler(app)
 
     def start(self) -> None:
         self.worker.start()
+        self.events.start()
         self.listener.start()
         self.scheduler.start()
 
     def stop(self) -> None:
         self.scheduler.stop()
         self.listener.stop()
+        self.events.stop()
         self.worker.stop()
 
 

@@ -7,6 +7,7 @@ the entry point then starts the background work (background.py) when OUTBOX_WORK
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 from flask import Flask
@@ -28,4 +29,8 @@ def load_app(env_file: str = ".env") -> Flask:
     prepare_database(app)
     for warning in startup_warnings(app.config):
         log.warning("%s", warning)
+    cfg = app.config
+    events_host = urlsplit(cfg["EVENTS_URL"]).hostname if cfg["EVENTS_URL"] else None
+    if cfg["EVENTS_URL"].startswith("http://") and events_host not in {"127.0.0.1", "localhost", "::1"}:
+        log.warning("EVENTS_URL is plain http: event callbacks (with full numbers and texts) travel unencrypted")
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 TRUE = {"1", "true", "yes", "on"}
 
@@ -81,6 +82,17 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_BASE_DELAY": 2.0,  # seconds of the first slow-down; doubles with each further failure
     "SIMULATED_RECEIPT_SECONDS": 1.0,  # simulated gateway: delay before a "delivered" receipt; 0 = none
     "LOG_LEVEL": "INFO",
+    # Event callbacks to the firm's backend (docs/events.md). Empty EVENTS_URL: nothing is recorded or sent.
+    "EVENTS_URL": "",
+    "EVENTS_SECRET": "",  # HMAC-SHA256 key of X-SMS-Proxy-Signature; required when EVENTS_URL is set
+    "EVENTS_TIMEOUT_SECONDS": 5.0,  # one delivery attempt: longer (or a non-2xx answer) is a failure
+    "EVENTS_RETRY_BASE_SECONDS": 1.0,  # first retry after ~base s, doubling (full jitter) up to the cap
+    "EVENTS_RETRY_CAP_SECONDS": 600.0,
+    "EVENTS_MAX_AGE_SECONDS": 86400.0,  # an event is retried this long after it happened, then given up
+    "EVENTS_CONCURRENCY": 4,  # deliveries in flight at once (to different chats; one chat's stay in order)
+    "EVENTS_POLL_SECONDS": 1.0,  # fallback poll of the event sender (it is woken when events are recorded)
+    "EVENTS_KEEP_DAYS": 7.0,  # delivered (or given up) events are deleted after this many days
+    "IDEMPOTENCY_KEY_HOURS": 24.0,  # an Idempotency-Key and its response are kept this long (at least 24)
 }
 
 def _not_negative(value: int) -> int:
@@ -126,6 +138,14 @@ _CONVERT = {
     "LOGIN_FREE_ATTEMPTS": int,
     "LOGIN_BASE_DELAY": float,
     "SIMULATED_RECEIPT_SECONDS": float,
+    "EVENTS_TIMEOUT_SECONDS": float,
+    "EVENTS_RETRY_BASE_SECONDS": float,
+    "EVENTS_RETRY_CAP_SECONDS": float,
+    "EVENTS_MAX_AGE_SECONDS": float,
+    "EVENTS_CONCURRENCY": int,
+    "EVENTS_POLL_SECONDS": float,
+    "EVENTS_KEEP_DAYS": float,
+    "IDEMPOTENCY_KEY_HOURS": float,
 }
 
 
@@ -219,3 +239,19 @@ def startup_warnings(cfg: Mapping[str, Any]) -> list[str]:
     if cfg.get("SESSION_COOKIE_SECURE") is False and not cfg.get("DEBUG"):
         out.append("SESSION_COOKIE_SECURE=false: the sign-in cookie also travels over plain HTTP")
     return out
+
+
+def check_events(cfg: Mapping[str, Any]) -> None:
+    """Event callbacks are signed or not sent at all: EVENTS_URL needs EVENTS_SECRET, and must be http(s)."""
+    url = (cfg.get("EVENTS_URL") or "").strip()
+    if float(cfg.get("IDEMPOTENCY_KEY_HOURS", 24)) < 24:
+        raise ConfigError("IDEMPOTENCY_KEY_HOURS must be at least 24 (keys are promised for 24 h)")
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ConfigError(f"EVENTS_URL must be an http:// or https:// URL, not {url!r}")
+    if not cfg.get("EVENTS_SECRET"):
+        raise ConfigError("EVENTS_URL is set but EVENTS_SECRET is empty: events are only sent signed")
+    if float(cfg.get("EVENTS_TIMEOUT_SECONDS", 5)) <= 0:
+        raise ConfigError("EVENTS_TIMEOUT_SECONDS must be above 0")

@@ -6,6 +6,10 @@ transaction also runs `pg_notify('smsproxy_outbox', '')`, which PostgreSQL deliv
 rollback, and once per transaction however many rows) to every process whose `Listener` is LISTENing; the
 listener then rings its own process's bell. On SQLite nothing is sent: one process runs both, and a separate
 worker simply polls (OUTBOX_POLL_SECONDS).
+
+The event callbacks' writer (callbacks/record.py) does the same for the event sender through
+`wakeups.ring_after_commit` and its own channel (`wakeups.EVENTS.channel`), unless the transaction notifies the
+outbox's channel already (a relay): that one wakes event senders too. The listener here hears both.
 """
 
 from __future__ import annotations
@@ -22,28 +26,28 @@ from .extensions import db
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "smsproxy_outbox"
+CHANNEL = wakeups.OUTBOX.channel
+# What a notification on each channel wakes. The outbox's also wakes the event sender: a transaction that queues
+# an SMS usually records an event too (a relay and its message.received), and then sends only this one NOTIFY.
+_BY_CHANNEL = {CHANNEL: (wakeups.OUTBOX, wakeups.EVENTS), wakeups.EVENTS.channel: (wakeups.EVENTS,)}
 _NOTIFY = text("SELECT pg_notify(:c, '')")
-_FLAG = "outbox_queued"
 
 
 def queued(session: Session) -> None:
     """This transaction queued outbound rows: wake the outbox when it commits (once per transaction)."""
-    if session.info.get(_FLAG):
+    if not wakeups.ring_after_commit(session.info, wakeups.OUTBOX):
         return
-    session.info[_FLAG] = True
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         conn.execute(_NOTIFY, {"c": CHANNEL})
 
 
 def _after_commit(session: Session) -> None:
-    if session.info.pop(_FLAG, False):
-        wakeups.OUTBOX.ring()
+    wakeups.ring_pending(session.info)  # the bells writers asked for: the outbox's, the event sender's
 
 
 def _after_rollback(session: Session) -> None:
-    session.info.pop(_FLAG, None)
+    wakeups.drop_pending(session.info)
 
 
 def install() -> None:
@@ -54,7 +58,7 @@ def install() -> None:
 
 
 class Listener:
-    """A thread that LISTENs on the doorbell channel and wakes this process's outbox worker."""
+    """A thread that LISTENs on the doorbell channels and wakes this process's outbox worker (and event sender)."""
 
     def __init__(self, app: Flask) -> None:
         self.app = app
@@ -85,13 +89,16 @@ class Listener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    for channel in _BY_CHANNEL:
+                        conn.execute(f"LISTEN {channel}")
                     self.listening.set()
                     delay = 1.0
-                    wakeups.OUTBOX.ring()  # rows may have been queued while we were not listening
+                    for bell in wakeups.BELLS:  # rows may have been queued while we were not listening
+                        bell.ring()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            wakeups.OUTBOX.ring()
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            for bell in _BY_CHANNEL.get(note.channel, wakeups.BELLS):
+                                bell.ring()
             except Exception as exc:
                 self.listening.clear()
                 log.warning("outbox doorbell: %s; reconnecting in %.0f s", type(exc).__name__, delay)

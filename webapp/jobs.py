@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Flask
 
+from . import callbacks, idempotency
 from .extensions import db
 from .models import utcnow
 from .outbox import reconcile_due, recover_interrupted
@@ -65,6 +66,8 @@ def default_jobs(app: Flask) -> list[Job]:
         # a chat ends within this many seconds after its deadline (plus the time to end the ones before it)
         Job("expire-chats", EXPIRE_EVERY_SECONDS, expire_due_chats),
         Job("purge-old-texts", PURGE_EVERY_SECONDS, purge_old_texts),  # RETENTION_DAYS; at start, then daily
+        Job("purge-old-callbacks", 3600.0, callbacks.purge),  # delivered events, idle lanes
+        Job("purge-idempotency-keys", 3600.0, idempotency.purge_keys),
     ]
 
 

@@ -316,3 +316,71 @@ class AuditEvent(db.Model):
     action: Mapped[str] = mapped_column(String(40))  # states.Action
     chat_id: Mapped[int | None] = mapped_column(Integer, index=True)
     detail: Mapped[str | None] = mapped_column(String(500))  # for people; masked numbers, never message text
+
+
+class CallbackEvent(db.Model):
+    """An event for the firm's backend (EVENTS_URL), written in the transaction of what caused it.
+
+    Delivered at least once, in order per lane (one lane per chat), with the same `public_id` on every try
+    (callbacks/). Written only by callbacks/record.py; its delivery state only by callbacks/sender.py.
+    """
+
+    __tablename__ = "callback_events"
+    __table_args__ = (
+        # a lane's head: its oldest pending event
+        Index("ix_callback_events_lane", "lane", "status", "id"),
+        # the health summary and the purge of old deliveries
+        Index("ix_callback_events_finished", "status", "finished_at"),
+        # recent pending events: the sender's check for a lane left idle under one (callbacks/worker.py)
+        Index("ix_callback_events_recent", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)  # the "id" the receiver sees
+    type: Mapped[str] = mapped_column(String(40))
+    chat_id: Mapped[int | None] = mapped_column(Integer)
+    lane: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # delivered, or given up
+
+
+class CallbackLane(db.Model):
+    """The event sender's queue for one chat: its events go out one at a time, oldest first.
+
+    Like the outbox's lanes (Lane): `due_at` is when the head may be tried (NULL when nothing is pending or a
+    sender holds the lane until `leased_until`), so claiming costs the same whatever the backlog.
+    `failing_since` is set while the head keeps failing (dashboard, /healthz), cleared by a delivery.
+    """
+
+    __tablename__ = "callback_lanes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(40), unique=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(String(255))
+
+
+class IdempotencyKey(db.Model):
+    """An `Idempotency-Key` of an API request, and the response it got (replayed for a retry).
+
+    `response_status` is NULL while the first request is in progress; `committed_at` is written in the same
+    transaction as the request's work (idempotency.py), so a crash can never leave the work done and the key
+    free to do it again.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)

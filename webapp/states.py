@@ -106,6 +106,25 @@ class Actor:
         return f"participant:{side}"
 
 
+class EventType(StrEnum):
+    """The types of the event callbacks sent to EVENTS_URL (docs/events.md). A public contract: never rename."""
+
+    CHAT_CREATED = "chat.created"
+    CHAT_ENDED = "chat.ended"  # any reason: operator, api, opt_out, expired, idle...
+    MESSAGE_RECEIVED = "message.received"
+    MESSAGE_DELIVERED = "message.delivered"
+    MESSAGE_FAILED = "message.failed"  # failed, expired or rejected: `status` and `reason` say which
+    PARTICIPANT_OPTED_OUT = "participant.opted_out"
+
+
+class CallbackStatus(StrEnum):
+    """An event callback's delivery: pending (being tried), delivered (a 2xx answer), failed (given up)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 # Outbound messages still on their way out (the worker owns them).
 IN_FLIGHT = frozenset({Status.QUEUED, Status.SENDING})
 # A part's or a message's delivery state that will not change any more.

@@ -12,10 +12,14 @@ from collections.abc import Callable
 
 
 class Bell:
-    """Wakes the thread that waits on it; a ring while nobody waits is kept for the next wait."""
+    """Wakes the thread that waits on it; a ring while nobody waits is kept for the next wait.
 
-    def __init__(self, name: str) -> None:
+    `channel` is the PostgreSQL NOTIFY channel that carries the same ring to other processes (doorbell.py).
+    """
+
+    def __init__(self, name: str, channel: str) -> None:
         self.name = name
+        self.channel = channel
         self._event = threading.Event()
         self._also: Callable[[], None] | None = None
 
@@ -35,5 +39,29 @@ class Bell:
         return rung
 
 
-OUTBOX = Bell("outbox")
-EVENTS = Bell("events")
+OUTBOX = Bell("outbox", "smsproxy_outbox")
+EVENTS = Bell("events", "smsproxy_events")
+BELLS = (OUTBOX, EVENTS)
+
+# Bells to ring once the current transaction commits, kept in the session's `info` dict under this key.
+# A writer calls `ring_after_commit(session.info, bell)`; doorbell.py rings them after the commit (and drops
+# them on a rollback).
+PENDING = "wakeups_pending"
+
+
+def ring_after_commit(info: dict, bell: Bell) -> bool:
+    """Ring `bell` after this transaction commits; True the first time this transaction asks for it."""
+    pending = info.setdefault(PENDING, set())
+    if bell in pending:
+        return False
+    pending.add(bell)
+    return True
+
+
+def ring_pending(info: dict) -> None:
+    for bell in info.pop(PENDING, ()):
+        bell.ring()
+
+
+def drop_pending(info: dict) -> None:
+    info.pop(PENDING, None)

@@ -12,6 +12,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user
 
 from .. import audit, queries, services
+from ..callbacks import delivery_health
 from ..extensions import db
 from ..models import Chat, utcnow
 from ..services.chats import mark_read, validate_chat_request
@@ -267,3 +268,19 @@ def _nav_counts() -> dict:
         return {"unrouted_today": queries.count_unrouted_since(utcnow() - timedelta(hours=24))}
 
     return {"nav_counts": counts}
+
+
+@bp.app_context_processor
+def _events_health() -> dict:
+    """`events_health()` for the banner in base.html: are deliveries to EVENTS_URL failing?"""
+    if not current_user.is_authenticated:
+        return {}
+
+    def health() -> dict | None:
+        try:
+            return delivery_health()
+        except Exception:  # a banner must never break a page
+            db.session.rollback()
+            return None
+
+    return {"events_health": health}

@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from .. import events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..models import Lane, Message, clip, utcnow
@@ -61,6 +62,8 @@ def _mark_failed(message_id: object, reason: str) -> tuple[int | None, int, str]
                     claimed_at=None, updated_at=utcnow())
             .returning(Message.__table__.c.chat_id)
         ).first()
+        if row:
+            record.message_settled(message_id, Status.FAILED, clip(Message.error, reason))
         db.session.commit()
         return (row.chat_id, message_id, Status.FAILED) if row else None
     except Exception as exc:
@@ -136,7 +139,7 @@ def reconcile_due() -> int:
             return None
         if absorb_receipts(msg):
             msg.next_attempt_at = None
-            refresh_message_status(msg, Status.SUBMITTED)
+            record.message_settled(msg.id, refresh_message_status(msg, Status.SUBMITTED), msg.error)
         else:
             resent = int((msg.meta or {}).get("auto_resent", 0)) + 1
             requeue(msg, f"no delivery receipt within {window:g} s of an unanswered send: sent again",

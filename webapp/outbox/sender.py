@@ -28,6 +28,7 @@ from flask import current_app
 from sqlalchemy import Connection, bindparam, or_, select, update
 
 from .. import events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..gateway import SendResult, SmsGateway
@@ -256,6 +257,7 @@ def _settle_general(job: Job, result: SendResult) -> str:
         return msg.status  # settled by a receipt meanwhile
     status = record_result(msg, result, job.claimed_at)
     db.session.flush()
+    record.message_settled(job.message_id, status, msg.error)  # delivered / failed: the backend's event
     return status
 
 
@@ -319,13 +321,15 @@ def _settle_fallback(job: Job, result: SendResult | None, cause: Exception) -> s
         status, error, due = Status.FAILED, f"{result.error or 'send failed'}; {why}", None
     try:
         begin_write()
-        db.session.connection().execute(
+        updated = db.session.connection().execute(
             update(_messages)
             .where(_messages.c.id == job.message_id, _messages.c.status == Status.SENDING,
                    _messages.c.claimed_at == job.claimed_at)
             .values(status=status, error=clip(Message.error, error), next_attempt_at=due, claimed_at=None,
                     attempts=_messages.c.attempts + (0 if result is None else result.tries), updated_at=utcnow())
-        )
+        ).rowcount
+        if updated:
+            record.message_settled(job.message_id, status, clip(Message.error, error))
         db.session.commit()
         return status
     except Exception as exc:

@@ -6,7 +6,7 @@ for people; views turn them into responses.
 
 from __future__ import annotations
 
-from .chats import end_chat, get_chat, list_chats, start_chat
+from .chats import end_chat, find_chats, get_chat, list_chats, start_chat
 from .errors import Conflict, InvalidInput, NotFound, ServiceError
 from .expiry import expire_due_chats
 from .inbound import receive_sms
@@ -25,6 +25,7 @@ __all__ = [
     "add_number",
     "end_chat",
     "expire_due_chats",
+    "find_chats",
     "get_chat",
     "list_chats",
     "list_numbers",

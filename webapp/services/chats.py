@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, Message, Route, utcnow
@@ -219,6 +220,7 @@ def start_chat(req: ChatRequest, created_by: str | None = None, actor: str | Non
             text = render(cfg["INTRO_TEMPLATE"], {"other": _describe(chat.label(other)), "proxy": number})
             queue_to_party(chat, side, Kind.INTRO, text)
         _audit_created(chat, actor or created_by)
+        record.chat_created(chat)  # last write of the transaction (callbacks/record.py)
         db.session.commit()
         break
     else:
@@ -261,6 +263,26 @@ def list_chats(status: str | None = None, limit: int = 100, offset: int = 0) -> 
     return list(db.session.scalars(query))
 
 
+def find_chats(
+    status: str | None = None, reference: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Chat], int]:
+    """One page of chats (most recently active first) and how many match in all: by status and/or the
+    caller's own reference (exact match)."""
+    if status not in (None, "active", "ended"):
+        raise InvalidInput("status must be 'active' or 'ended'", field="status")
+    conditions = []
+    if status:
+        conditions.append(Chat.status == status)
+    if reference is not None:
+        conditions.append(Chat.reference == reference)
+    total = db.session.scalar(select(func.count()).select_from(Chat).where(*conditions)) or 0
+    page = db.session.scalars(
+        select(Chat).where(*conditions).order_by(Chat.last_activity_at.desc(), Chat.id.desc())
+        .limit(limit).offset(offset)
+    )
+    return list(page), int(total)
+
+
 def end_chat(chat_id: int, reason: str = "operator", actor: str | None = None) -> Chat:
     """End a chat: free its routes and (by configuration) tell both parties. `actor`: who ended it."""
     begin_write()
@@ -301,6 +323,7 @@ def close_chat(
         notices = {"a": end_text, "b": end_text} if cfg["SEND_END_NOTICE"] else {}
     for side, text in notices.items():
         queue_to_party(chat, side, Kind.NOTICE, text)
+    record.chat_ended(chat)  # after the notices: event lanes are locked last (callbacks/record.py)
 
 
 def mark_read(chat_id: int) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy import text as text_sql
 from sqlalchemy.exc import IntegrityError
 
 from .. import events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, HeldPart, Message, Route, clip, utcnow
@@ -344,10 +345,14 @@ def _store(
         msg.status = "opt_out"
         db.session.flush()
         register(sender, proxy, chat.id, Actor.participant(side))
-        close_chat(chat, "opt_out", {other: cfg["OPT_OUT_TEMPLATE"]}, actor=Actor.participant(side))
+        # the notice first, then the events (opted out, then ended): event lanes are locked last
+        queue_to_party(chat, other, Kind.NOTICE, cfg["OPT_OUT_TEMPLATE"])
+        record.participant_opted_out(chat, side, msg.id)
+        close_chat(chat, "opt_out", {}, actor=Actor.participant(side))
         return Inbound("opt_out", msg.id, chat.id)
     db.session.flush()
     if not text.strip():
+        record.message_received(chat, msg.id, side, text, msg.created_at)
         return Inbound("empty", msg.id, chat.id)
     if is_opt_in(text) and _opt_keyword(sender, proxy, text, chat.id, Actor.participant(side)):
         msg.meta = {**(msg.meta or {}), "keyword": "start"}
@@ -359,6 +364,7 @@ def _store(
     queue_to_party(
         chat, other, Kind.RELAY, relayed.text if relayed else text, source_id=msg.id, meta=marker
     )
+    record.message_received(chat, msg.id, side, text, msg.created_at)  # nothing unless EVENTS_URL is set
     return Inbound("relayed", msg.id, chat.id)
 
 

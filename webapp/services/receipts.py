@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from .. import events
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..models import Message, Receipt, SmsPart
@@ -86,6 +87,8 @@ def record_receipt(params: Mapping[str, str]) -> ReceiptResult:
         msg.next_attempt_at = None
         msg.claimed_at = None
     new_status = refresh_message_status(msg, current)
+    if new_status != before:
+        record.message_settled(msg.id, new_status, msg.error)  # message.delivered / message.failed
     db.session.commit()
     if new_status != before:
         events.announce(events.message_status, chat_id=msg.chat_id, message_id=msg.id, status=new_status)

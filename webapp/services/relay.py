@@ -34,6 +34,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from ..callbacks import record
 from ..database import begin_write
 from ..extensions import db
 from ..groupcommit import GroupCommit
@@ -60,7 +61,8 @@ def _statements(dialect: str) -> Statements:
         m, c, r = Message.__table__, Chat.__table__, Route.__table__
         insert = pg_insert if dialect == "postgresql" else sqlite_insert
         _BUILT[dialect] = Statements(
-            route=select(c.c.id, c.c.a_number, c.c.b_number, c.c.idle_timeout)
+            route=select(c.c.id, c.c.a_number, c.c.b_number, c.c.idle_timeout, c.c.a_label, c.c.b_label,
+                         c.c.reference, c.c.proxy_number)
             .join(r, r.c.chat_id == c.c.id)
             .where(r.c.real_number == bindparam("sender"), r.c.proxy_number == bindparam("proxy"))
             # NO KEY UPDATE: serialises the texts of one chat, yet lets other transactions insert or
@@ -199,6 +201,7 @@ def _write(conn: Connection, items: list[Text]) -> list[FastResult | None]:
     unread: Counter[int] = Counter()
     taken: set[str] = set()
     idle: dict[int, Any] = {}
+    received: list[tuple[Any, int, str, str]] = []  # (route, message id, side, text): the backend's events
     for i, (item, row) in enumerate(zip(items, rows)):
         route = routes[(item.sender, item.proxy)]
         if row is None:
@@ -223,8 +226,11 @@ def _write(conn: Connection, items: list[Text]) -> list[FastResult | None]:
         relays.append(relay)
         unread[route.id] += 1
         idle[route.id] = now + timedelta(seconds=route.idle_timeout) if route.idle_timeout else None
+        received.append((route, message_id, "a" if a_sent else "b", item.text))
         results.append(FastResult(message_id, route.id))
     if relays:
         queue_rows(conn, relays)
         conn.execute(st.touch, [{"cid": cid, "now": now, "n": n, "idle_at": idle[cid]} for cid, n in unread.items()])
+    for route, message_id, side, text in received:  # last writes of the transaction (callbacks/record.py)
+        record.message_received(route, message_id, side, text, now)
     return results
