@@ -23,7 +23,7 @@ from tests.fakes.vonage import FakeVonage
 
 from .conftest import SECRET
 
-TOKEN = "events-token"
+TOKEN = "events-token-0123456789abcdef0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -46,6 +46,7 @@ def server_factory(tmp_path, fake) -> Iterator[Callable[..., Server]]:
             "VONAGE_API_KEY": "key", "VONAGE_API_SECRET": "secret", "VONAGE_REST_HOST": fake.host,
             "VONAGE_TIMEOUT": "5", "VONAGE_MAX_SENDS_PER_SECOND": "100", "PROXY_NUMBERS": ",".join(PROXIES),
             "API_TOKEN": TOKEN, "AUTO_REPLY": "false", "LOG_LEVEL": "WARNING", "EVENTS_SECRET": SECRET,
+            "WEBHOOKS_ALLOW_UNSIGNED": "true",
         })
         env.update({k: str(v) for k, v in settings.items()})
         server = Server(env, port, tmp_path / "server.log")

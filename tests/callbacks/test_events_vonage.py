@@ -18,7 +18,8 @@ def fake(tmp_path, monkeypatch):
 
 @pytest.fixture
 def events_overrides(fake):
-    return {"SMS_GATEWAY": "vonage", "VONAGE_API_KEY": "key", "VONAGE_API_SECRET": "secret",
+    return {"SMS_GATEWAY": "vonage", "WEBHOOKS_ALLOW_UNSIGNED": True, "VONAGE_API_KEY": "key",
+            "VONAGE_API_SECRET": "secret",
             "VONAGE_REST_HOST": fake.host, "VONAGE_TIMEOUT": 5, "VONAGE_MAX_SENDS_PER_SECOND": 1000.0,
             "OUTBOX_RETRY_BASE_SECONDS": 0.05, "OUTBOX_RETRY_CAP_SECONDS": 0.1, "OUTBOX_MAX_ATTEMPTS": 2,
             "OUTBOX_CONCURRENCY": 1}

@@ -14,7 +14,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from tests.conftest import PROXIES
+from tests.conftest import API_TOKEN, PROXIES
 from webapp import callbacks
 
 from .conftest import SECRET, A, B, events_in_db
@@ -51,7 +51,7 @@ def app_overrides(example):
 @pytest.mark.sqlite_only
 def test_the_documented_receiver_accepts_real_events_and_refuses_forgeries(app, client, example, capsys):
     chat = client.post("/api/chats", json={"a": A, "b": B, "reference": "ride-9"},
-                       headers={"Authorization": "Bearer test-token-123"}).json
+                       headers={"Authorization": f"Bearer {API_TOKEN}"}).json
     client.post("/webhooks/inbound-sms", data={"msisdn": B[1:], "to": PROXIES[0][1:], "text": "STOP",
                                                 "messageId": "DOC-1"})
     for _ in range(50):
