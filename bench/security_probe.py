@@ -381,7 +381,7 @@ def probe_input() -> None:
 
     database = postgres_database()
     with workdir("probe-input-") as tmp:
-        server = Server("werkzeug", env_for(tmp, DATABASE_URL=database.url), tmp)
+        server = Server("werkzeug", env_for(tmp, DATABASE_URL=database.url, SESSION_COOKIE_SECURE="true"), tmp)
         try:
             nul = requests.post(server.url + "/webhooks/inbound-sms", timeout=10, data={
                 "msisdn": "447700900999", "to": PROXY[1:], "text": "a\x00b", "messageId": "NUL-1"})
@@ -404,6 +404,8 @@ def probe_input() -> None:
                    f"{foreign} (a signed-in cookie from that origin: 403, tests/security/test_live_admission.py)")
             lan = requests.Session()
             page = lan.get(server.url + "/login", headers={"Host": "dispatch.lan"}, timeout=10)
+            # A browser keeps a Secure cookie off plain HTTP; requests' jar would send it back to 127.0.0.1.
+            lan.cookies.clear()
             form = lan.post(server.url + "/login", headers={"Host": "dispatch.lan"}, timeout=10, data={
                 "name": "x", "password": "y", "csrf_token": CSRF_RE.search(page.text).group(1)})
             said = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", form.text))
