@@ -234,6 +234,8 @@ class Server:
                 "--threads",
                 str(threads),
                 "--no-control-socket",
+                "-k",
+                "webapp.httpworker.BufferedThreadWorker",
                 "-b",
                 f"127.0.0.1:{self.port}",
                 "webapp.wsgi:app",

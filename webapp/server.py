@@ -1,6 +1,7 @@
 """How `python -m webapp` serves (docs/deploy.md §1).
 
-- **Production (the default)**: gunicorn's threaded worker (`gthread`), run from here through
+- **Production (the default)**: gunicorn's threaded worker (`gthread`, in the variant of httpworker.py that reads
+  each request before giving it a thread, so slow clients hold none), run from here through
   `gunicorn.app.base.BaseApplication`: the same server as the documented gunicorn command. One web process, whose
   threads serve pages, webhooks, the API and Socket.IO (long polling and websockets through simple-websocket;
   Flask-SocketIO runs in threading mode). A connection holds a thread only while a request on it is being
@@ -95,7 +96,7 @@ class WebServer(BaseApplication):
         bind = f"[{host}]:{cfg['PORT']}" if ":" in host else f"{host}:{cfg['PORT']}"
         options: dict[str, Any] = {
             "bind": [bind],
-            "worker_class": "gthread",
+            "worker_class": "webapp.httpworker.BufferedThreadWorker",  # gthread, safe from slow clients
             "workers": 1,  # Socket.IO long polling needs every request of a browser in one process
             "threads": int(cfg["WEB_THREADS"]),
             "worker_connections": max(1000, int(cfg["WEB_THREADS"]) + 200),

@@ -113,6 +113,8 @@ def gunicorn_args(port: int, threads: int = 100) -> list[str]:
         "--threads",
         str(threads),
         "--no-control-socket",
+        "-k",
+        "webapp.httpworker.BufferedThreadWorker",
         "-b",
         f"127.0.0.1:{port}",
         "webapp.wsgi:app",
