@@ -327,10 +327,10 @@ def probe_sockets() -> None:
             time.sleep(1)
             try:
                 times = webhook_times(server, 3)
-                answered = f"webhook {max(times):.1f} s at most"
+                answered = f"webhook {max(times) * 1000:.0f} ms at most"
             except requests.RequestException as exc:
                 answered = f"webhook failed: {type(exc).__name__}"
-            record("110 slow clients under gunicorn (left to a buffering proxy, see README)",
+            record("110 slow clients under gunicorn (the documented command, with its worker)",
                    "110 connections that send half a request and stop", answered)
         finally:
             for sock in held:
