@@ -319,7 +319,7 @@ def probe_sockets() -> None:
                 server.stop()
         server = Server("gunicorn", env_for(tmp), tmp, threads=100)
         held = []
-        try:  # slow clients: the server's business (a buffering proxy), measured for the record
+        try:  # slow clients: read on the worker's event loop (webapp/httpworker.py), so they hold no thread
             for _ in range(110):
                 sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
                 sock.sendall(b"POST /webhooks/inbound-sms HTTP/1.1\r\nHost: x\r\n")  # and then nothing
