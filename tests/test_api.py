@@ -55,8 +55,8 @@ def test_pairing_sends_introductions_from_the_proxy_number(client, api_headers, 
     by_recipient = {s["to"]: s for s in gateway.sent}
     assert set(by_recipient) == {A, B}
     assert all(s["from"] == chat["proxy_number"] for s in gateway.sent)
-    assert "your driver" in by_recipient[A]["text"]
-    assert "your customer" in by_recipient[B]["text"]
+    assert "your Driver" in by_recipient[A]["text"]  # the label as written (issue 11)
+    assert "your Customer" in by_recipient[B]["text"]
     # neither party ever sees the other's number
     assert B[1:] not in by_recipient[A]["text"] and A[1:] not in by_recipient[B]["text"]
 

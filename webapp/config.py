@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": 0,  # clear message texts of chats ended this many days ago; 0 = keep forever
     "REDACT_CONTACTS": False,  # replace phone numbers and e-mail addresses inside relayed texts
     "MASK_NUMBERS_IN_UI": True,
+    "ALLOW_FIXED_LINE": False,  # true: pair landline numbers too (refused by default: they cannot get texts)
     "WEB_THREADS": 100,  # python -m webapp: threads of the web process (open websockets + requests in flight)
     "OUTBOX_WORKER": True,
     "OUTBOX_PROCESS": True,  # python -m webapp: the outbox in a process of its own (both cores), else in threads
@@ -117,6 +118,7 @@ _CONVERT = {
     "RETENTION_DAYS": lambda v: _not_negative(int(v)),
     "REDACT_CONTACTS": lambda v: v.strip().lower() in TRUE,
     "MASK_NUMBERS_IN_UI": lambda v: v.strip().lower() in TRUE,
+    "ALLOW_FIXED_LINE": lambda v: v.strip().lower() in TRUE,
     "WEB_THREADS": lambda v: max(int(v), 1),
     "OUTBOX_WORKER": lambda v: v.strip().lower() in TRUE,
     "OUTBOX_PROCESS": lambda v: v.strip().lower() in TRUE,

@@ -34,12 +34,15 @@ message_status = _signals.signal("message-status")
 numbers_changed = _signals.signal("numbers-changed")
 #: operator_id: every session of an operator ended (disabled, password reset); their open sockets must close.
 operator_signed_out = _signals.signal("operator-signed-out")
+#: message_id: a dispatcher marked an unrouted text handled.
+unrouted_handled = _signals.signal("unrouted-handled")
 #: session_hash: one sign-in session ended (signed out); the sockets opened with it must close.
 session_ended = _signals.signal("session-ended")
 
 
 ALL: tuple[NamedSignal, ...] = (
-    chat_created, chat_ended, chat_read, message_added, message_status, numbers_changed, operator_signed_out
+    chat_created, chat_ended, chat_read, message_added, message_status, numbers_changed, operator_signed_out,
+    unrouted_handled,
 )
 _BY_NAME = {signal.name: signal for signal in ALL}
 

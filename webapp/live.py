@@ -85,6 +85,10 @@ def _message_status(_sender: object, *, chat_id: int | None, message_id: int, st
     _emit("message_status", {"chat_id": chat_id, "id": message_id, "status": str(status)})
 
 
+def _unrouted_handled(_sender: object, *, message_id: int) -> None:
+    _emit("unrouted_changed", {"message_id": message_id, "change": "handled"})
+
+
 def _numbers_changed(_sender: object) -> None:
     _emit("numbers_changed", {})
 
@@ -214,6 +218,7 @@ _SUBSCRIPTIONS = {
     events.numbers_changed: _numbers_changed,
     events.operator_signed_out: _operator_signed_out,
     events.session_ended: _session_ended,
+    events.unrouted_handled: _unrouted_handled,
 }
 
 

@@ -82,6 +82,10 @@ class Chat(db.Model):
         Index("ix_chats_status_expires_at", "status", "expires_at"),
         Index("ix_chats_status_idle_at", "status", "idle_at"),
         Index("ix_chats_status_purged_ended", "status", "purged_at", "ended_at"),
+        # the chat that last joined a person and a proxy number, one index probe per side (an unrouted text's
+        # link, services/unrouted.py)
+        Index("ix_chats_a_proxy", "a_number", "proxy_number", "id"),
+        Index("ix_chats_b_proxy", "b_number", "proxy_number", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -132,6 +136,10 @@ class Route(db.Model):
     chat: Mapped[Chat] = relationship(back_populates="routes")
 
 
+# An unrouted inbound text that no dispatcher has handled yet (ix_messages_unhandled, queries.py).
+UNHANDLED = "chat_id IS NULL AND handled_at IS NULL AND direction = 'in'"
+
+
 class Message(db.Model):
     """Every SMS we received or will send. Outbound rows in state `queued` are the outbox."""
 
@@ -159,6 +167,16 @@ class Message(db.Model):
             postgresql_where=text("chat_id IS NULL AND purged_at IS NULL"),
             sqlite_where=text("chat_id IS NULL AND purged_at IS NULL"),
         ),
+        # unrouted texts no dispatcher has handled yet: the nav badge counts them (partial: a routed or a
+        # handled text never enters it; the leading column makes SQLite's planner prefer it)
+        Index(
+            "ix_messages_unhandled",
+            "chat_id",
+            "handled_at",
+            "id",
+            postgresql_where=text(UNHANDLED),
+            sqlite_where=text(UNHANDLED),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -183,6 +201,12 @@ class Message(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # set when retention replaced the body with "(removed after N days)"
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Unrouted texts only: the chat that last joined this sender and this proxy number when the text arrived
+    # (active or ended; NULL for a stranger), and who marked the text handled, when ("operator:<name>", or
+    # "system" for a STOP/START the opt-out register took care of).
+    last_chat_id: Mapped[int | None] = mapped_column(Integer)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    handled_by: Mapped[str | None] = mapped_column(String(80))
 
     parts: Mapped[list[SmsPart]] = relationship(back_populates="message", cascade="all, delete-orphan")
 

@@ -249,6 +249,8 @@ PATHS: dict[str, tuple[str, dict[str, Any]]] = {
         "post": {
             "operationId": "createChat",
             "summary": "Pair two numbers into a chat; both get an introduction from the proxy number",
+            "description": "A number that cannot receive texts (a landline unless ALLOW_FIXED_LINE, premium-rate, "
+                           "shared-cost, toll-free, ...) is refused with 400 naming `a` or `b`.",
             "parameters": [KEY],
             "requestBody": {"required": True, "content": {t: {"schema": _ref("NewChat")} for t in FORM_OR_JSON}},
             "responses": _responses({"201": _json(_ref("Chat"), "The new chat", headers=REPLAYED)},

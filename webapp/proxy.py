@@ -48,6 +48,36 @@ def parse_number(raw: object, default_region: str = "GB") -> str:
     raise InvalidNumber(reason)
 
 
+# Number types that can never receive an SMS from us, and how a person would name them
+# (phonenumbers.PhoneNumberType). A fixed line is refused too unless ALLOW_FIXED_LINE (some carriers read
+# texts to landlines aloud). Accepted: MOBILE, FIXED_LINE_OR_MOBILE (all US and Canadian numbers), VOIP and
+# PERSONAL_NUMBER (some receive texts; a failed delivery says when not), and UNKNOWN (fictional test ranges
+# such as Ofcom's 07700 900xxx, and numbers newer than the metadata).
+NO_SMS_TYPES = {
+    phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+    phonenumbers.PhoneNumberType.SHARED_COST: "a shared-cost number",
+    phonenumbers.PhoneNumberType.TOLL_FREE: "a toll-free number",
+    phonenumbers.PhoneNumberType.UAN: "a company's non-geographic number",
+    phonenumbers.PhoneNumberType.PAGER: "a pager number",
+    phonenumbers.PhoneNumberType.VOICEMAIL: "a voicemail access number",
+}
+
+
+def sms_refusal(e164: str, allow_fixed_line: bool = False) -> str | None:
+    """Why a participant's number cannot receive texts ("a landline number"), or None when it may.
+
+    Decided by the number's type in `phonenumbers`' metadata (see NO_SMS_TYPES).
+    """
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return None  # parse_number() already accepted it; nothing more to tell
+    kind = phonenumbers.number_type(parsed)
+    if kind == phonenumbers.PhoneNumberType.FIXED_LINE and not allow_fixed_line:
+        return "a landline number"
+    return NO_SMS_TYPES.get(kind)
+
+
 def region_of(e164: str) -> str | None:
     """ISO region (GB, US, ...) of an E.164 number, or None when it cannot be told."""
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy import Select, func, or_, select
 
@@ -168,15 +167,36 @@ def entry_for(chat_id: int, message_id: int) -> Entry | None:
     return Entry(m, relay)
 
 
-def unrouted(page: int = 1, per_page: int = PER_PAGE) -> Page:
-    """Texts that reached a proxy number from someone not in an active chat there, newest first."""
-    query = (
-        select(Message)
-        .where(Message.direction == "in", Message.chat_id.is_(None))
-        .order_by(Message.id.desc())
-    )
+@dataclass
+class UnroutedRow:
+    """One unrouted text as the Unrouted page shows it."""
+
+    message: Message
+    replied: bool  # the sender got an auto-reply
+    chat: Chat | None  # the chat that last joined this sender and this proxy number (Message.last_chat_id)
+    active: list[Chat]  # the sender's active chats now (on other numbers: they may have texted the wrong one)
+
+
+def _unhandled():
+    """The texts the nav badge counts; written as ix_messages_unhandled's condition so both databases use it."""
+    return (Message.chat_id.is_(None), Message.handled_at.is_(None), Message.direction == "in")
+
+
+def unrouted(page: int = 1, per_page: int = PER_PAGE, only_unhandled: bool = False) -> Page:
+    """Texts that reached a proxy number from someone not in an active chat there, newest first, with the
+    chat each belongs to and the sender's active chats (a few indexed lookups per page, by id)."""
+    if only_unhandled:
+        query = select(Message).where(*_unhandled()).order_by(Message.id.desc())
+    else:
+        query = (
+            select(Message)
+            .where(Message.direction == "in", Message.chat_id.is_(None))
+            .order_by(Message.id.desc())
+        )
     items, page, total = _paginate(query, page, per_page)
-    replied = set()
+    replied: set[str] = set()
+    chats: dict[int, Chat] = {}
+    active: dict[str, list[Chat]] = {}
     if items:
         senders = {m.from_number for m in items}
         replied = set(
@@ -184,18 +204,31 @@ def unrouted(page: int = 1, per_page: int = PER_PAGE) -> Page:
                 select(Message.to_number).where(Message.kind == "auto_reply", Message.to_number.in_(senders))
             )
         )
-    return Page([(m, m.from_number in replied) for m in items], page, per_page, total)
-
-
-def count_unrouted_since(since: datetime) -> int:
-    return (
-        db.session.scalar(
-            select(func.count())
-            .select_from(Message)
-            .where(Message.direction == "in", Message.chat_id.is_(None), Message.created_at >= since)
+        routes = db.session.execute(
+            select(Route.real_number, Route.chat_id).where(Route.real_number.in_(senders))
+        ).all()
+        wanted = {m.last_chat_id for m in items if m.last_chat_id} | {chat_id for _n, chat_id in routes}
+        if wanted:
+            chats = {c.id: c for c in db.session.scalars(select(Chat).where(Chat.id.in_(wanted)))}
+        for number, chat_id in sorted(routes, key=lambda r: -r[1]):
+            if chat_id in chats:
+                active.setdefault(number, []).append(chats[chat_id])
+    rows = [
+        UnroutedRow(
+            m,
+            m.from_number in replied,
+            chats.get(m.last_chat_id) if m.last_chat_id else None,
+            [c for c in active.get(m.from_number, []) if c.id != m.last_chat_id],
         )
-        or 0
-    )
+        for m in items
+    ]
+    return Page(rows, page, per_page, total)
+
+
+def count_unhandled_unrouted() -> int:
+    """Unrouted texts no dispatcher has handled yet (the nav badge): counted in ix_messages_unhandled, whose
+    size is the number of such texts, not the size of the messages table."""
+    return db.session.scalar(select(func.count()).select_from(Message).where(*_unhandled())) or 0
 
 
 @dataclass

@@ -86,6 +86,7 @@ class Action(StrEnum):
     OPT_OUT_LIFTED = "opt_out.lifted"
     TRANSCRIPT_EXPORTED = "transcript.exported"
     TEXTS_PURGED = "texts.purged"
+    UNROUTED_HANDLED = "unrouted.handled"  # a dispatcher dealt with a text that reached no chat
 
 
 class Actor:

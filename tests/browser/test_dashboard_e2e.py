@@ -184,8 +184,8 @@ def test_simulator_end_to_end(dashboard, server, screenshots_dir):
     chat_url = server.base + chat_link.get_attribute("href")
     # both phones get their introduction
     h1, h2 = phones.locator("#handset-447700900111"), phones.locator("#handset-447700900222")
-    expect(h1.locator(".sms.theirs")).to_contain_text("connected with your driver")
-    expect(h2.locator(".sms.theirs")).to_contain_text("connected with your customer")
+    expect(h1.locator(".sms.theirs")).to_contain_text("connected with your Driver")
+    expect(h2.locator(".sms.theirs")).to_contain_text("connected with your Customer")
     page.goto(chat_url)
     wait_live(page)
     # the customer texts from the phone: the driver's phone and the dashboard both show it

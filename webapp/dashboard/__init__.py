@@ -14,7 +14,7 @@ from ..extensions import login_manager
 from ..gateway.simulated import SimulatedGateway
 from ..models import Operator
 from ..services.operators import session_operator
-from . import auth, display, pages, simulator
+from . import auth, display, pages, simulator, unrouted
 
 # Endpoints anyone may reach: the sign-in form, health, static files. Blueprints with their own auth:
 # webhooks (Vonage signature) and the JSON API (bearer token).
@@ -78,3 +78,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(simulator.bp)
+    app.register_blueprint(unrouted.bp)

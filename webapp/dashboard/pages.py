@@ -6,15 +6,13 @@ page re-fetches it after a live doorbell (docs/architecture.md).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from .. import audit, queries, services
 from ..callbacks import delivery_health
 from ..extensions import db
-from ..models import Chat, utcnow
+from ..models import Chat
 from ..services.chats import mark_read, validate_chat_request
 from ..services.optouts import count_opt_outs
 from ..services.outbound import resend_message
@@ -219,14 +217,24 @@ def resend(message_id: int):
 # ------------------------------------------------------------------ unrouted and numbers
 
 
+def unrouted_context() -> dict:
+    """The Unrouted list: all texts, or (`show=open`) those no dispatcher has handled yet."""
+    show = "open" if request.args.get("show") == "open" else "all"
+    return {
+        "result": queries.unrouted(_int_arg("page"), only_unhandled=show == "open"),
+        "show": show,
+        "unhandled": queries.count_unhandled_unrouted(),
+    }
+
+
 @bp.get("/unrouted")
 def unrouted():
-    return render_template("dashboard/unrouted.html", result=queries.unrouted(_int_arg("page")))
+    return render_template("dashboard/unrouted.html", **unrouted_context())
 
 
 @bp.get("/fragments/unrouted")
 def unrouted_list():
-    return render_template("dashboard/_unrouted_list.html", result=queries.unrouted(_int_arg("page")))
+    return render_template("dashboard/_unrouted_list.html", **unrouted_context())
 
 
 @bp.get("/numbers")
@@ -265,7 +273,7 @@ def _nav_counts() -> dict:
         return {}
 
     def counts() -> dict:
-        return {"unrouted_today": queries.count_unrouted_since(utcnow() - timedelta(hours=24))}
+        return {"unrouted_open": queries.count_unhandled_unrouted()}
 
     return {"nav_counts": counts}
 

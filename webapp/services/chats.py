@@ -16,7 +16,16 @@ from ..database import begin_write
 from ..extensions import db
 from ..models import Chat, Message, Route, utcnow
 from ..outbox import queue_message
-from ..proxy import InvalidNumber, choose_proxy, mask, mask_for_log, parse_number, region_of, render
+from ..proxy import (
+    InvalidNumber,
+    choose_proxy,
+    mask,
+    mask_for_log,
+    parse_number,
+    region_of,
+    render,
+    sms_refusal,
+)
 from ..states import Action, Actor, ChatStatus, Kind
 from .errors import Conflict, InvalidInput, NotFound
 from .optouts import refuse_opted_out
@@ -91,6 +100,13 @@ def validate_chat_request(
         except InvalidNumber as exc:
             shown = f"{raw!r} is {exc}" if isinstance(raw, str) and raw.strip() else str(exc)
             raise InvalidInput(f"{field}: {shown}", field=field) from None
+        refused = sms_refusal(numbers[field], bool(current_app.config.get("ALLOW_FIXED_LINE")))
+        if refused is not None:
+            shown = f"{raw.strip()!r}" if isinstance(raw, str) else numbers[field]
+            raise InvalidInput(
+                f"{field}: {shown} is {refused}, which cannot receive texts; give a mobile number",
+                field=field,
+            )
         if is_proxy_number(numbers[field]):
             raise InvalidInput(
                 f"{field}: {numbers[field]} is one of our proxy numbers, not a participant", field=field
@@ -122,7 +138,8 @@ def _describe(label: str | None) -> str:
     """How a party is named to the other: "your driver", or the configured default."""
     if not label:
         return current_app.config["LABEL_DEFAULT"]
-    return label if label.lower().startswith("your ") else f"your {label.lower()}"
+    # the label as the dispatcher wrote it: "Driver Bob" stays "your Driver Bob"
+    return label if label.lower().startswith("your ") else f"your {label}"
 
 
 def queue_to_party(

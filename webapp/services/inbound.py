@@ -40,6 +40,7 @@ from .errors import InvalidInput
 from .optouts import lift, opted_out, register
 from .pool import is_proxy_number
 from .relay import redaction, relayable, try_relay
+from .unrouted import last_chat_of
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +318,11 @@ def _store(
     route = db.session.scalar(select(Route).where(Route.real_number == sender, Route.proxy_number == proxy))
     if route is None:
         msg.status = "unrouted"
+        msg.last_chat_id = last_chat_of(sender, proxy)  # the conversation it was probably meant for
         db.session.flush()
         if is_keyword(text) and is_proxy_number(proxy) and _opt_keyword(sender, proxy, text, None, Actor.SMS):
+            # the opt-out register took care of it: nothing for a dispatcher to do
+            msg.handled_at, msg.handled_by = now, Actor.SYSTEM
             if is_opt_in(text):
                 msg.meta = {**(msg.meta or {}), "keyword": "start"}
                 return Inbound("opt_in", msg.id)
