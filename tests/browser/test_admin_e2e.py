@@ -230,7 +230,7 @@ def test_a_dispatcher_sees_no_admin_controls_and_gets_403(page, admin_server):
     resp = page.goto(base + "/admin/operators")
     assert resp.status == 403
     expect(page.locator("h1")).to_have_text("Admins only")
-    expect(page.locator(".error")).to_contain_text("You are signed in as dispatcher, a dispatcher")
+    expect(page.locator(".error")).to_contain_text("You are signed in as dispatcher, without admin rights")
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")
     for url, form in (("/admin/numbers", {"number": "+447700900010"}), ("/admin/operators/disable", {"name": ADMIN})):
         posted = page.request.post(base + url, form={**form, "csrf_token": token})
