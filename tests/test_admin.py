@@ -136,6 +136,9 @@ def test_an_admin_manages_operators_through_the_services(app, client, admin):
     assert made.status_code == 303
     tom = accounts.get_operator("tom")
     assert not tom.is_admin and tom.disabled_at is None
+    client.post("/admin/operators", data={"name": "ann", "password": "ann-password", "password2": "ann-password",
+                                          "admin": "on", "csrf_token": token})
+    assert accounts.get_operator("ann").is_admin
 
     # tom signs in elsewhere; disabling him ends that session at once
     other = app.test_client()

@@ -50,7 +50,7 @@ def _numbers_page(errors: dict[str, str], form: dict[str, str], status: int):
 
 @bp.post("/numbers")
 def add_number():
-    raw = (request.form.get("number") or "").strip()
+    raw = (request.form.get("number") or "").strip()[:64]  # the error quotes what was typed
     try:
         entry = services.add_number(raw, current_app.config["DEFAULT_REGION"], actor=_actor())
     except services.ServiceError as exc:
@@ -61,7 +61,7 @@ def add_number():
 
 @bp.post("/numbers/remove")
 def remove_number():
-    raw = (request.form.get("number") or "").strip()
+    raw = (request.form.get("number") or "").strip()[:64]
     try:
         removed = services.remove_number(raw, current_app.config["DEFAULT_REGION"], actor=_actor())
     except services.ServiceError as exc:
@@ -116,7 +116,7 @@ def create_operator():
 def operator_action(action: str):
     if action not in OPERATOR_ACTIONS:
         abort(404)
-    name = (request.form.get("name") or "").strip()
+    name = (request.form.get("name") or "").strip()[: accounts.MAX_NAME + 1]  # longer names exist nowhere
     myself = name == current_user.name
     try:
         if action == "disable":
