@@ -108,9 +108,12 @@ def test_no_free_number_is_409_naming_the_fix(client, api_headers):
     for other in ("+447700900501", "+447700900502", "+447700900503"):
         assert create(client, api_headers, a=A, b=other).status_code == 201
     resp = create(client, api_headers, a=A, b="+447700900504")
-    assert resp.status_code == 409
-    assert "add numbers to the pool" in resp.json["error"]
-    assert "end one of their active chats" in resp.json["error"]
+    assert resp.status_code == 409 and resp.json["field"] == "proxy_number"  # the shape stays
+    # a plain sentence naming who blocks (masked) and what to do; no command-line syntax
+    assert resp.json["error"] == (
+        "Person A (+44 •••• ••01 11) is already in a chat on every proxy number. "
+        "End one of their active chats, or ask an admin to add a number to the pool."
+    )
 
 
 def test_one_proxy_number_serves_many_chats(client, api_headers):

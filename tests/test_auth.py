@@ -6,10 +6,10 @@ import re
 import time
 
 import pytest
-from click.testing import CliRunner
 from flask import Flask, g
 from sqlalchemy import select
 from werkzeug.routing.converters import NumberConverter
+from werkzeug.security import check_password_hash
 
 from tests.conftest import app_config
 from webapp import create_app, prepare_database
@@ -21,7 +21,7 @@ PASSWORD = "correct horse battery"
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 # What needs no dashboard session: its own auth (webhooks: signature; API: bearer token), health, static, sign-in.
-PUBLIC = {"static", "healthz", "auth.login"}
+PUBLIC = {"static", "healthz", "auth.login", "favicon"}
 OWN_AUTH_BLUEPRINTS = {"webhooks", "api"}
 
 
@@ -85,12 +85,16 @@ def test_every_route_but_webhooks_api_health_and_static_requires_a_session(tmp_p
                 assert resp.headers["Location"].startswith("/login"), rule.endpoint
             else:
                 assert resp.status_code == 401, (rule.endpoint, method, resp.status_code)
+                # RFC 9110 §11.6.1: a 401 carries a challenge
+                assert resp.headers["WWW-Authenticate"].startswith("Cookie realm="), rule.endpoint
             htmx = client.open(url, method=method, headers={"HX-Request": "true"})
             assert htmx.status_code == 401 and htmx.headers["HX-Redirect"] == "/login", rule.endpoint
+            assert htmx.headers["WWW-Authenticate"].startswith("Cookie realm="), rule.endpoint
             checked.append(rule.endpoint)
     # the walk really covered the dashboard, its fragments and the simulator
     for endpoint in ("dashboard.chats", "dashboard.chat_transcript", "dashboard.pair", "dashboard.end",
-                     "dashboard.unrouted", "dashboard.numbers", "simulator.index", "simulator.send", "auth.logout"):
+                     "dashboard.unrouted", "dashboard.numbers", "simulator.index", "simulator.send", "auth.logout",
+                     "admin.operators", "admin.add_number", "admin.remove_number", "admin.operator_action"):
         assert endpoint in checked
     with app.app_context():
         db.engine.dispose()
@@ -225,20 +229,26 @@ def test_cli_creates_operators_with_a_password_from_stdin(app):
     assert "maria" in listed.output
 
 
-def test_cli_prompts_twice_for_the_password_on_a_terminal(app, monkeypatch):
-    import click
-
-    answers = []
-
-    def fake_prompt(text, hide_input=False, confirmation_prompt=False, **_):
-        answers.append((text, hide_input, confirmation_prompt))
-        return "typed-password"
-
-    monkeypatch.setattr(click, "prompt", fake_prompt)
+def test_cli_states_the_password_rule_and_checks_it_before_the_confirmation(app, monkeypatch):
+    """On a terminal: the prompt names the rule; a short password is refused at once (not after typing it
+    twice) and asked for again; a mismatched confirmation starts over; then the account is created."""
     monkeypatch.setattr("webapp.cli._stdin_is_terminal", lambda: True)
-    result = CliRunner().invoke(app.cli, ["operators", "create", "sam"])
+    typed = "short\nlong-enough-pw\nmistyped-pw\nlong-enough-pw\nlong-enough-pw\n"
+    result = app.test_cli_runner().invoke(args=["operators", "create", "sam", "--admin"], input=typed)
     assert result.exit_code == 0, result.output
-    assert answers == [("Password", True, True)]
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    assert lines == [
+        "Password (at least 8 characters):",
+        "Error: the password must be at least 8 characters",
+        "Password (at least 8 characters):",  # asked again at once: no confirmation for a refused password
+        "Repeat the password:",
+        "Error: the two entries do not match. Try again.",
+        "Password (at least 8 characters):",
+        "Repeat the password:",
+        "operator 'sam' created (admin)",
+    ]
+    op = db.session.scalar(select(Operator).where(Operator.name == "sam"))
+    assert op.is_admin and check_password_hash(op.password_hash, "long-enough-pw")
 
 
 def test_a_request_in_flight_during_sign_out_does_not_sign_the_browser_back_in(client, operator):

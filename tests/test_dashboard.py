@@ -100,7 +100,8 @@ def test_no_free_number_is_shown_clearly_in_the_form(client):
         pair(A, other)
     resp = htmx(client, "/chats", {"a": A, "b": B})
     assert resp.status_code == 422
-    assert 'id="pair-error"' in resp.text and "No proxy number is free" in resp.text
+    assert 'id="pair-error"' in resp.text
+    assert "Person A (+44 •••• ••01 11) is already in a chat on every proxy number" in resp.text
 
 
 # ------------------------------------------------------------------ chats list

@@ -34,6 +34,7 @@ def start_server(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "webapp"], cwd=tmp_path, env={**full_env, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdin=subprocess.DEVNULL,  # as under a service manager: not a terminal
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -90,6 +91,17 @@ def test_python_m_webapp_serves_the_whole_flow(tmp_path):
     assert "secret body text" not in log
     assert A not in log and A[1:] not in log
     assert "+44••••••0111" in log
+    # the default start is gunicorn: no development-server warning of any kind
+    assert "Starting gunicorn" in log
+    assert "production deployment" not in log and "development server" not in log.lower()
+
+
+def test_debug_start_says_development_server_without_the_misleading_production_warning(tmp_path):
+    proc, _base = start_server(tmp_path, DEBUG="true", LOG_LEVEL="INFO", OUTBOX_WORKER="false")
+    log = stop(proc)
+    assert "DEBUG=true: Werkzeug's development server and relaxed cookies, for development only" in log
+    # Flask-SocketIO's "Werkzeug appears to be used in a production deployment" (stdin not a terminal)
+    assert "production deployment" not in log
 
 
 def test_missing_vonage_credentials_fail_at_start_with_a_clear_message(tmp_path):

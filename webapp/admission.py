@@ -180,6 +180,8 @@ class SocketAdmission:
         ]
         if status in (429, 503):
             headers.append(("Retry-After", "5"))
+        if status == 401:  # RFC 9110: a 401 carries a challenge (the dashboard's sign-in, as dashboard/ says)
+            headers.append(("WWW-Authenticate", 'Cookie realm="dashboard", form="/login"'))
         start_response(f"{status} {reasons[status]}", headers)
         return [body]
 

@@ -104,9 +104,26 @@ _password_stdin = click.option(
 
 
 def _read_password(password_stdin: bool) -> str:
+    """From stdin, or typed twice on a terminal: the rule is in the prompt and checked (by the same service
+    function that enforces it) before the confirmation is asked for."""
+    from .services.operators import MIN_PASSWORD, check_password
+
     if password_stdin or not _stdin_is_terminal():
         return sys.stdin.readline().rstrip("\r\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    def valid(value: str) -> str:
+        try:
+            return check_password(value)
+        except services.ServiceError as exc:
+            raise click.BadParameter(exc.message) from None
+
+    while True:
+        password = click.prompt(
+            f"Password (at least {MIN_PASSWORD} characters)", hide_input=True, value_proc=valid
+        )
+        if click.prompt("Repeat the password", hide_input=True) == password:
+            return password
+        click.echo("Error: the two entries do not match. Try again.", err=True)
 
 
 @operators.command("create")
@@ -114,7 +131,7 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("--admin", is_flag=True, help="Also manages numbers and operators on the dashboard.")
 @_password_stdin
 def operators_create(name: str, admin: bool, password_stdin: bool) -> None:
-    """Create an operator NAME; the password is prompted for (twice) or read from stdin."""
+    """Create an operator NAME; the password (at least 8 characters) is prompted for (twice) or read from stdin."""
     from .services.operators import create_operator
 
     _ready()

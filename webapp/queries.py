@@ -258,7 +258,7 @@ def pool_load() -> PoolLoad:
     headroom = len(numbers) - busiest
     warnings = []
     if not numbers:
-        warnings.append("The pool is empty: no chat can be started. Add numbers with `flask numbers add`.")
+        warnings.append("The pool is empty: no chat can be started until an admin adds a number.")
     elif headroom <= 0:
         warnings.append(
             "Someone is already in a chat on every number: they cannot be paired again "

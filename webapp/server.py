@@ -59,8 +59,20 @@ def serve(app: Flask) -> int:
     return 0
 
 
+class _NotAProductionDeployment(logging.Filter):
+    """Flask-SocketIO logs "Werkzeug appears to be used in a production deployment" whenever stdin is not a
+    terminal (a service manager, a pipe), although DEBUG=true chose the development server on purpose: drop
+    that misleading line; _serve_development logs an accurate one instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "production deployment" not in record.getMessage()
+
+
 def _serve_development(app: Flask) -> int:
     cfg = app.config
+    logging.getLogger("werkzeug").addFilter(_NotAProductionDeployment())
+    log.warning("DEBUG=true: Werkzeug's development server and relaxed cookies, for development only "
+                "(without DEBUG, python -m webapp serves with gunicorn)")
     background = Background(app) if cfg["OUTBOX_WORKER"] else None
     if background:
         background.start()

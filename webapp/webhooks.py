@@ -133,7 +133,10 @@ def _error(status: int, message: str, field: str | None = None) -> tuple[Respons
     body = {"error": message}
     if field:
         body["field"] = field
-    return jsonify(body), status
+    resp = jsonify(body)
+    if status == 401:  # RFC 9110: a 401 carries a challenge; here a signature or ?token=<WEBHOOK_TOKEN>
+        resp.headers["WWW-Authenticate"] = 'Token realm="webhooks"'
+    return resp, status
 
 
 def _handle(service) -> tuple[Response | str, int]:

@@ -14,12 +14,16 @@ from ..extensions import login_manager
 from ..gateway.simulated import SimulatedGateway
 from ..models import Operator
 from ..services.operators import session_operator
-from . import auth, display, pages, simulator, unrouted
+from . import admin, auth, display, pages, simulator, unrouted
 
 # Endpoints anyone may reach: the sign-in form, health, static files. Blueprints with their own auth:
 # webhooks (Vonage signature) and the JSON API (bearer token).
-PUBLIC_ENDPOINTS = {"auth.login", "healthz", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "healthz", "static", "favicon"}
 SELF_AUTHENTICATED_BLUEPRINTS = {"webhooks", "api"}
+
+# RFC 9110 §11.6.1: a 401 MUST carry a challenge. The dashboard's scheme is its sign-in form and session cookie;
+# a made-up scheme name (no browser shows a password dialog for it) that says where to sign in.
+SIGN_IN_CHALLENGE = 'Cookie realm="dashboard", form="/login"'
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -46,9 +50,11 @@ def _require_operator():
     if request.headers.get("HX-Request"):
         resp = Response("Your session has ended; please sign in again.", status=401)
         resp.headers["HX-Redirect"] = login
+        resp.headers["WWW-Authenticate"] = SIGN_IN_CHALLENGE
         return resp
     if request.method != "GET" or request.accept_mimetypes.best == "application/json":
-        return Response("Sign in first.", status=401, mimetype="text/plain")
+        return Response("Sign in first.", status=401, mimetype="text/plain",
+                        headers={"WWW-Authenticate": SIGN_IN_CHALLENGE})
     return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
@@ -79,3 +85,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     app.register_blueprint(simulator.bp)
     app.register_blueprint(unrouted.bp)
+    app.register_blueprint(admin.bp)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        """Browsers ask for it on every site, whatever the page links; pages link static/favicon.svg."""
+        return app.send_static_file("favicon.ico")

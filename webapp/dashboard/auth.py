@@ -21,6 +21,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from ..admission import SESSION_KEY
 from ..services.operators import (
     MAX_NAME,
+    MIN_PASSWORD,
     authenticate,
     count_operators,
     end_session,
@@ -64,7 +65,7 @@ def _safe_next(target: str | None) -> str:
 
 def _page(error: str | None = None, name: str = "", status: int = 200, headers: dict | None = None):
     first_run = count_operators() == 0
-    html = render_template("auth/login.html", error=error, name=name, first_run=first_run)
+    html = render_template("auth/login.html", error=error, name=name, first_run=first_run, min_password=MIN_PASSWORD)
     return html, status, headers or {}
 
 

@@ -99,20 +99,25 @@ def pair():
     form = {f: (request.form.get(f) or "") for f in PAIR_FIELDS}
     errors: dict[str, str] = {}
     created = None
+    pool_full = None  # services.PoolExhausted: _pair_form.html links an admin to the numbers page
     try:
         req = validate_chat_request(**{f: form[f] for f in PAIR_FIELDS})
         created = services.start_chat(req, created_by=current_user.name, actor=_actor())
     except services.ServiceError as exc:
         errors = _field_errors(exc, PAIR_FIELDS)
+        pool_full = exc if isinstance(exc, services.PoolExhausted) else None
     status = 422 if errors else 200
     if _htmx():
         return render_template(
-            "dashboard/_pair_form.html", form={} if created else form, errors=errors, created=created
+            "dashboard/_pair_form.html", form={} if created else form, errors=errors, created=created,
+            pool_full=pool_full,
         ), status
     if created:
         flash(f"Chat {created.id} started on {created.proxy_number}.")
         return redirect(url_for("dashboard.chats"))
-    return render_template("dashboard/chats.html", form=form, errors=errors, **_chat_list_context()), status
+    return render_template(
+        "dashboard/chats.html", form=form, errors=errors, pool_full=pool_full, **_chat_list_context()
+    ), status
 
 
 # ------------------------------------------------------------------ one chat

@@ -7,7 +7,7 @@ for people; views turn them into responses.
 from __future__ import annotations
 
 from .chats import end_chat, find_chats, get_chat, list_chats, start_chat
-from .errors import Conflict, InvalidInput, NotFound, ServiceError
+from .errors import Conflict, InvalidInput, NotFound, PoolExhausted, ServiceError
 from .expiry import expire_due_chats
 from .inbound import receive_sms
 from .optouts import list_opt_outs
@@ -21,6 +21,7 @@ __all__ = [
     "Conflict",
     "InvalidInput",
     "NotFound",
+    "PoolExhausted",
     "ServiceError",
     "add_number",
     "end_chat",

@@ -27,7 +27,7 @@ from ..proxy import (
     sms_refusal,
 )
 from ..states import Action, Actor, ChatStatus, Kind
-from .errors import Conflict, InvalidInput, NotFound
+from .errors import Conflict, InvalidInput, NotFound, PoolExhausted
 from .optouts import refuse_opted_out
 from .pool import is_proxy_number, pool_entries
 
@@ -166,13 +166,11 @@ def queue_to_party(
 def _allocate(req: ChatRequest) -> str:
     pool = pool_entries()
     if not pool:
-        raise Conflict(
-            "The pool has no proxy numbers: add one (PROXY_NUMBERS, or `flask numbers add`)",
-            field="proxy_number",
-        )
-    busy = set(
-        db.session.scalars(select(Route.proxy_number).where(Route.real_number.in_([req.a, req.b])))
-    )
+        raise PoolExhausted("The pool has no proxy numbers yet, so no chat can start.", can_end_chats=False)
+    routes = db.session.execute(
+        select(Route.real_number, Route.proxy_number).where(Route.real_number.in_([req.a, req.b]))
+    ).all()
+    busy = {proxy for _real, proxy in routes}
     previous = db.session.scalars(
         select(Chat.proxy_number)
         .where(
@@ -186,12 +184,25 @@ def _allocate(req: ChatRequest) -> str:
     ).all()
     number = choose_proxy(pool, busy, {region_of(req.a), region_of(req.b)}, previous)
     if number is None:
-        raise Conflict(
-            "No proxy number is free for both participants: add numbers to the pool "
-            "(`flask numbers add`) or end one of their active chats",
-            field="proxy_number",
-        )
+        raise PoolExhausted(_who_blocks(req, {p.number for p in pool}, routes), can_end_chats=True)
     return number
+
+
+def _who_blocks(req: ChatRequest, pool: set[str], routes: list) -> str:
+    """Which party already uses every pool number, in words for a dispatcher (numbers masked)."""
+
+    def name(side: str) -> str:
+        label = req.a_label if side == "a" else req.b_label
+        return f"{label or 'Person ' + side.upper()} ({mask(req.a if side == 'a' else req.b)})"
+
+    full = [side for side in ("a", "b")
+            if pool <= {proxy for real, proxy in routes if real == (req.a if side == "a" else req.b)}]
+    if len(full) == 2:
+        return f"{name('a')} and {name('b')} are each already in a chat on every proxy number."
+    if full:
+        return f"{name(full[0])} is already in a chat on every proxy number."
+    return (f"Between them, {name('a')} and {name('b')} are already in chats on every proxy number, "
+            "so no number is free for both.")
 
 
 def start_chat(req: ChatRequest, created_by: str | None = None, actor: str | None = None) -> Chat:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .. import audit, events
+from ..database import begin_write
 from ..extensions import db
 from ..models import Operator, OperatorSession, utcnow
 from ..states import Action
@@ -44,7 +45,9 @@ def _clean_name(name: object) -> str:
     return name
 
 
-def _check_password(password: object) -> str:
+def check_password(password: object) -> str:
+    """The password if it meets the rule (MIN_PASSWORD to MAX_PASSWORD characters, no NUL), else InvalidInput.
+    The CLI asks for it before the confirmation, the dashboard's forms before anything changes."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise InvalidInput(f"the password must be at least {MIN_PASSWORD} characters", field="password")
     if len(password) > MAX_PASSWORD or "\x00" in password:
@@ -72,7 +75,7 @@ def count_operators() -> int:
 def create_operator(name: str, password: str, *, admin: bool = False, actor: str | None = None) -> Operator:
     """A new operator account. `actor` (who created it, states.Actor) goes to the audit trail."""
     name = _clean_name(name)
-    password = _check_password(password)
+    password = check_password(password)
     if db.session.scalar(select(Operator.id).where(Operator.name == name)) is not None:
         raise Conflict(f"an operator named {name!r} already exists", field="name")
     operator = Operator(name=name, password_hash=generate_password_hash(password), is_admin=admin)
@@ -87,9 +90,31 @@ def create_operator(name: str, password: str, *, admin: bool = False, actor: str
     return operator
 
 
+def _keep_an_admin(operator: Operator, doing: str) -> None:
+    """Refuse to disable or demote the last enabled admin: someone must still be able to manage numbers and
+    operators from the dashboard (the command line could recover, but only with access to the server).
+
+    The enabled admins are locked first (PostgreSQL: FOR UPDATE; SQLite: the write lock), so two admins
+    demoting each other at the same moment cannot both succeed."""
+    if not operator.is_admin or operator.disabled_at is not None:
+        return
+    admins = db.session.scalars(
+        select(Operator.id).where(Operator.is_admin.is_(True), Operator.disabled_at.is_(None)).with_for_update()
+    ).all()
+    if set(admins) <= {operator.id}:
+        raise Conflict(
+            f"{operator.name} is the only enabled admin, so they cannot be {doing}: make another operator an "
+            "admin first, so someone can still manage numbers and operators",
+            field="name",
+        )
+
+
 def disable_operator(name: str, actor: str | None = None) -> Operator:
-    """The operator can no longer sign in; their sessions and open sockets end now."""
+    """The operator can no longer sign in; their sessions and open sockets end now. The last enabled admin
+    cannot be disabled (Conflict)."""
+    begin_write()
     operator = get_operator(name)
+    _keep_an_admin(operator, "disabled")
     if operator.disabled_at is None:
         operator.disabled_at = utcnow()
     _end_all_sessions(operator.id)
@@ -112,7 +137,7 @@ def enable_operator(name: str, actor: str | None = None) -> Operator:
 def reset_password(name: str, password: str, actor: str | None = None) -> Operator:
     """A new password; every session of the operator ends (whoever knew the old one is signed out)."""
     operator = get_operator(name)
-    operator.password_hash = generate_password_hash(_check_password(password))
+    operator.password_hash = generate_password_hash(check_password(password))
     _end_all_sessions(operator.id)
     audit.record(actor, Action.OPERATOR_PASSWORD_RESET, detail=operator.name)
     db.session.commit()
@@ -122,7 +147,11 @@ def reset_password(name: str, password: str, actor: str | None = None) -> Operat
 
 
 def set_admin(name: str, admin: bool, actor: str | None = None) -> Operator:
+    """Promote (admin=True) or demote; the last enabled admin cannot be demoted (Conflict)."""
+    begin_write()
     operator = get_operator(name)
+    if not admin:
+        _keep_an_admin(operator, "demoted")
     operator.is_admin = bool(admin)
     audit.record(actor, Action.OPERATOR_ADMIN_CHANGED, detail=f"{operator.name}: {'admin' if admin else 'dispatcher'}")
     db.session.commit()

@@ -73,7 +73,8 @@ def remove_number(raw: str, default_region: str, actor: str | None = None) -> st
     )
     if active:
         raise Conflict(
-            f"{number} carries {active} active chat(s); end them first, then remove the number",
+            f"{number} is in use by {active} active chat{'' if active == 1 else 's'}: it can be removed once "
+            f"{'it has' if active == 1 else 'they have'} ended",
             field="number",
         )
     db.session.delete(entry)
