@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_FREE_ATTEMPTS": 5,  # failed sign-ins per name before each further try is slowed down
     "LOGIN_BASE_DELAY": 2.0,  # seconds of the first slow-down; doubles with each further failure
     "SIMULATED_RECEIPT_SECONDS": 1.0,  # simulated gateway: delay before a "delivered" receipt; 0 = none
+    "SIMULATED_FAILING_NUMBERS": "",  # simulated gateway: "+447700900999:6,...": receipts say failed (err-code)
     "LOG_LEVEL": "INFO",
     # Event callbacks to the firm's backend (docs/events.md). Empty EVENTS_URL: nothing is recorded or sent.
     "EVENTS_URL": "",
