@@ -70,7 +70,7 @@ def test_a_failed_relay_shows_its_reason_and_can_be_resent(app, operator_client,
 
     page = operator_client.get(f"/chats/{chat['id']}").get_data(as_text=True)
     assert 'id="resend-' not in page  # the line now shows the new attempt...
-    assert page.count(f'id="entry-') == 3  # (two introductions and the text: the resend is in the text's line)
+    assert page.count('id="entry-') == 3  # (two introductions and the text: the resend is in the text's line)
     # ...and keeps the failed one, its reason in words, and who resent it
     attempts = re.findall(r'<li class="attempt[^"]*" data-attempt="(\d)" data-status="(\w+)"', page)
     assert attempts == [("1", "failed"), ("2", "submitted")]
