@@ -195,7 +195,7 @@ def test_a_retried_send_keeps_the_failure_it_retried(app, operator_client, chat)
     page = page_of(operator_client, chat)
     assert attempts(page) == [("1", "failed"), ("2", "submitted")]
     assert "We sent faster than the Vonage account allows. (send status 1)" in page
-    assert "retried" in page
+    assert "retried automatically" in page
 
 
 def test_a_first_send_that_goes_through_writes_no_history(app, operator_client, chat):

@@ -120,6 +120,12 @@ class Attempt:
     then: str | None = None  # what followed: "retried", "resent" (by the outbox), "resent by maria"
 
     @property
+    def then_text(self) -> str | None:
+        """What followed, for people."""
+        words = {"retried": "retried automatically", "resent": "no receipt came: sent again automatically"}
+        return words.get(self.then or "", self.then)
+
+    @property
     def explanation(self) -> Explanation | None:
         if self.status in SENT:
             return None
