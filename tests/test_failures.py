@@ -255,3 +255,26 @@ def test_a_held_part_from_someone_outside_a_chat_is_not_shown(app, operator_clie
             **{"concat-ref": "Z", "concat-total": "2", "concat-part": "1"})
     transcript = operator_client.get(f"/chats/{chat['id']}/transcript").get_data(as_text=True)
     assert "held-parts" not in transcript
+
+
+# ---------------------------------------------------------------- the simulated carrier
+
+
+def test_the_simulated_gateway_fails_deliveries_to_the_numbers_it_is_told(app, operator_client, chat, gateway):
+    app.config["SIMULATED_FAILING_NUMBERS"] = f"{B}:14, +447700900333"
+    inbound(operator_client, chat, "Can you hear me?", "sim-1")
+    drain_once()
+    gateway.flush_receipts(app)  # through /webhooks/delivery-receipt, as Vonage posts them
+    db.session.expire_all()
+    relay = relay_of("Can you hear me?")
+    assert (relay.status, relay.error) == ("failed", "delivery failed (err-code 14)")
+    assert "The person&#39;s carrier blocked the text" in page_of(operator_client, chat)
+
+
+def test_failing_numbers_setting_is_checked():
+    from webapp.config import ConfigError, from_env
+    from webapp.gateway.simulated import failing_numbers
+
+    assert failing_numbers("+447700900999:6, 447700900998") == {"+447700900999": "6", "+447700900998": "1"}
+    with pytest.raises(ConfigError, match=r"SIMULATED_FAILING_NUMBERS.*E\.164"):
+        from_env({"SIMULATED_FAILING_NUMBERS": "+447700900999:six"})

@@ -7,6 +7,7 @@ Every setting has a safe default so `python -m webapp` runs on a fresh machine: 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -102,6 +103,17 @@ def _not_negative(value: int) -> int:
     return value
 
 
+_FAILING_NUMBER = re.compile(r"^\+?[1-9][0-9]{6,14}(:[0-9]{1,4})?$")
+
+
+def _failing_numbers(value: str) -> str:
+    """SIMULATED_FAILING_NUMBERS: "+447700900999:6,+447700900998" (numbers in E.164, each with an err-code)."""
+    for item in filter(None, (i.strip() for i in value.split(","))):
+        if not _FAILING_NUMBER.match(item):
+            raise ValueError(f"{item!r}: write each as an E.164 number, optionally with :err-code (+447700900999:6)")
+    return value
+
+
 # Each name: how to convert the environment's string.
 _CONVERT = {
     "PORT": int,
@@ -139,6 +151,7 @@ _CONVERT = {
     "LOGIN_FREE_ATTEMPTS": int,
     "LOGIN_BASE_DELAY": float,
     "SIMULATED_RECEIPT_SECONDS": float,
+    "SIMULATED_FAILING_NUMBERS": _failing_numbers,
     "EVENTS_TIMEOUT_SECONDS": float,
     "EVENTS_RETRY_BASE_SECONDS": float,
     "EVENTS_RETRY_CAP_SECONDS": float,

@@ -227,6 +227,11 @@ class HeldSet:
     held = True
 
     @property
+    def key(self) -> str:
+        """For the element's id: the side and the concat-ref, in characters an id may hold."""
+        return f"{self.side}-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in self.concat_ref)
+
+    @property
     def missing(self) -> list[int]:
         have = set(self.parts)
         return [i for i in range(1, self.total + 1) if i not in have]
