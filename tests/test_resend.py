@@ -69,8 +69,13 @@ def test_a_failed_relay_shows_its_reason_and_can_be_resent(app, operator_client,
     assert [(s["to"], s["text"]) for s in working.sent] == [(B, "Gate 4")]
 
     page = operator_client.get(f"/chats/{chat['id']}").get_data(as_text=True)
-    assert "Number barred" not in page  # the line now shows the new attempt
-    assert 'id="resend-' not in page
+    assert 'id="resend-' not in page  # the line now shows the new attempt...
+    assert page.count('id="entry-') == 3  # (two introductions and the text: the resend is in the text's line)
+    # ...and keeps the failed one, its reason in words, and who resent it
+    attempts = re.findall(r'<li class="attempt[^"]*" data-attempt="(\d)" data-status="(\w+)"', page)
+    assert attempts == [("1", "failed"), ("2", "submitted")]
+    assert "This number is barred from receiving our texts. (send status 7)" in page
+    assert "resent by maria" in page
     # resending the same failure twice is refused
     again = operator_client.post(f"/messages/{relay.id}/resend", data={"csrf_token": token})
     assert again.status_code in (302, 303)

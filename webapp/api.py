@@ -14,13 +14,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from . import audit, services
+from .delivery_errors import explain
 from .extensions import csrf
 from .hardening import MAX_ID, JSONInputError, read_json
 from .idempotency import idempotent
 from .models import AuditEvent, Chat, Message, OptOut
 from .openapi import describe
 from .services.chats import messages_of, validate_chat_request
-from .states import Actor, Kind
+from .states import TROUBLE, Actor, Kind
 from .throttle import FailureThrottle, Key
 
 bp = Blueprint("api", __name__)
@@ -52,7 +53,28 @@ def message_json(m: Message) -> dict[str, Any]:
         "sent_by": (m.meta or {}).get("sent_by") if m.kind == Kind.OPERATOR else None,
         # REDACT_CONTACTS removed contact details: the inbound text is the original, its relay the redacted one
         "redacted": bool((m.meta or {}).get("redacted")),
+        # why it failed (or may not have been sent), in words, from Vonage's code (docs/vonage-errors.md)
+        "error_detail": _error_detail(m),
+        # earlier attempts of this same message (retried, or sent again by the outbox), oldest first
+        "history": [
+            {"at": h.get("at"), "status": h.get("status"), "error": h.get("error"), "then": h.get("then")}
+            for h in (m.meta or {}).get("history") or [] if isinstance(h, dict)
+        ],
+        # a dispatcher's resend: the message this one replaces, and the one that replaced this one
+        "resend_of": _int_or_none((m.meta or {}).get("resend_of")),
+        "resent_as": _int_or_none((m.meta or {}).get("resent_as")),
     }
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _error_detail(m: Message) -> dict[str, Any] | None:
+    if m.direction != "out" or m.status not in TROUBLE:
+        return None
+    why = explain(m.error or f"delivery {m.status}")
+    return why.as_json() if why else None
 
 
 def chat_json(chat: Chat, with_messages: bool = False) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Every setting has a safe default so `python -m webapp` runs on a fresh machine: 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_FREE_ATTEMPTS": 5,  # failed sign-ins per name before each further try is slowed down
     "LOGIN_BASE_DELAY": 2.0,  # seconds of the first slow-down; doubles with each further failure
     "SIMULATED_RECEIPT_SECONDS": 1.0,  # simulated gateway: delay before a "delivered" receipt; 0 = none
+    "SIMULATED_FAILING_NUMBERS": "",  # simulated gateway: "+447700900999:6,...": receipts say failed (err-code)
     "LOG_LEVEL": "INFO",
     # Event callbacks to the firm's backend (docs/events.md). Empty EVENTS_URL: nothing is recorded or sent.
     "EVENTS_URL": "",
@@ -99,6 +101,17 @@ DEFAULTS: dict[str, Any] = {
 def _not_negative(value: int) -> int:
     if value < 0:
         raise ValueError("must be 0 or more")
+    return value
+
+
+_FAILING_NUMBER = re.compile(r"^\+?[1-9][0-9]{6,14}(:[0-9]{1,4})?$")
+
+
+def _failing_numbers(value: str) -> str:
+    """SIMULATED_FAILING_NUMBERS: "+447700900999:6,+447700900998" (numbers in E.164, each with an err-code)."""
+    for item in filter(None, (i.strip() for i in value.split(","))):
+        if not _FAILING_NUMBER.match(item):
+            raise ValueError(f"{item!r}: write each as an E.164 number, optionally with :err-code (+447700900999:6)")
     return value
 
 
@@ -140,6 +153,7 @@ _CONVERT = {
     "LOGIN_FREE_ATTEMPTS": int,
     "LOGIN_BASE_DELAY": float,
     "SIMULATED_RECEIPT_SECONDS": float,
+    "SIMULATED_FAILING_NUMBERS": _failing_numbers,
     "EVENTS_TIMEOUT_SECONDS": float,
     "EVENTS_RETRY_BASE_SECONDS": float,
     "EVENTS_RETRY_CAP_SECONDS": float,

@@ -30,6 +30,8 @@ chat_read = _signals.signal("chat-read")
 message_added = _signals.signal("message-added")
 #: chat_id, message_id, status: a message's state changed.
 message_status = _signals.signal("message-status")
+#: chat_id: a part of a multipart text from a party of this chat arrived and is held until its set is complete.
+part_held = _signals.signal("part-held")
 #: (no arguments): the pool of proxy numbers changed.
 numbers_changed = _signals.signal("numbers-changed")
 #: operator_id: every session of an operator ended (disabled, password reset); their open sockets must close.
@@ -43,6 +45,7 @@ session_ended = _signals.signal("session-ended")
 ALL: tuple[NamedSignal, ...] = (
     chat_created, chat_ended, chat_read, message_added, message_status, numbers_changed, operator_signed_out,
     unrouted_handled,
+    part_held,
 )
 _BY_NAME = {signal.name: signal for signal in ALL}
 

@@ -89,6 +89,10 @@ def _unrouted_handled(_sender: object, *, message_id: int) -> None:
     _emit("unrouted_changed", {"message_id": message_id, "change": "handled"})
 
 
+def _part_held(_sender: object, *, chat_id: int) -> None:
+    _emit("chat_changed", {"chat_id": chat_id})  # the transcript shows the text as arriving
+
+
 def _numbers_changed(_sender: object) -> None:
     _emit("numbers_changed", {})
 
@@ -215,6 +219,7 @@ _SUBSCRIPTIONS = {
     events.chat_read: _chat_read,
     events.message_added: _message_added,
     events.message_status: _message_status,
+    events.part_held: _part_held,
     events.numbers_changed: _numbers_changed,
     events.operator_signed_out: _operator_signed_out,
     events.session_ended: _session_ended,

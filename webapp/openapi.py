@@ -83,8 +83,37 @@ SCHEMAS: dict[str, Any] = {
             "text": {"type": "string"},
             "status": {"enum": [str(s) for s in Status]},
             "error": TEXT_OR_NULL,
+            "error_detail": {
+                "description": "why an outbound message failed (or may not have been sent), in words, from "
+                               "Vonage's err-code or send status; null otherwise",
+                "oneOf": [{"type": "null"}, _ref("ErrorDetail")],
+            },
+            "history": {
+                "type": "array",
+                "description": "earlier attempts of this same message (retried, or sent again by the outbox)",
+                "items": {
+                    "type": "object",
+                    "required": ["at", "status", "error", "then"],
+                    "properties": {"at": TIME_OR_NULL, "status": {"type": "string"}, "error": TEXT_OR_NULL,
+                                   "then": {"enum": ["retried", "resent", None]}},
+                },
+            },
+            "resend_of": {"type": ["integer", "null"], "description": "the message a dispatcher's resend replaces"},
+            "resent_as": {"type": ["integer", "null"], "description": "the message that replaced this one"},
             "created_at": TIME,
             "updated_at": TIME,
+        },
+    },
+    "ErrorDetail": {
+        "type": "object",
+        "required": ["source", "code", "name", "summary", "suggestion", "temporary"],
+        "properties": {
+            "source": {"enum": ["delivery_receipt", "send", "transport"]},
+            "code": {"type": ["integer", "null"], "description": "Vonage's err-code or send status"},
+            "name": {"type": "string", "description": "Vonage's name for the code"},
+            "summary": {"type": "string", "description": "what happened, for a dispatcher"},
+            "suggestion": {"type": "string", "description": "what a dispatcher can do about it"},
+            "temporary": {"type": "boolean", "description": "sending it again later may work"},
         },
     },
     "ChatWithMessages": {

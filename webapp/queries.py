@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, or_, select
 
+from .delivery_errors import Explanation, explain
 from .extensions import db
-from .models import Chat, Message, ProxyNumber, Route
+from .models import Chat, HeldPart, Message, ProxyNumber, Route
 from .states import RESENDABLE, SENT, SYSTEM_KINDS, TROUBLE
 
 PER_PAGE = 20
@@ -108,11 +110,48 @@ def count_chats(status: str) -> int:
 
 
 @dataclass
+class Attempt:
+    """One try at delivering a transcript line's text: a send and what became of it."""
+
+    number: int
+    at: datetime | None
+    status: str
+    error: str | None
+    then: str | None = None  # what followed: "retried", "resent" (by the outbox), "resent by maria"
+
+    @property
+    def then_text(self) -> str | None:
+        """What followed, for people."""
+        words = {"retried": "retried automatically", "resent": "no receipt came: sent again automatically"}
+        return words.get(self.then or "", self.then)
+
+    @property
+    def explanation(self) -> Explanation | None:
+        if self.status in SENT:
+            return None
+        return explain(self.error or (f"delivery {self.status}" if self.status in TROUBLE else None))
+
+
+def _parse_time(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass
 class Entry:
-    """One line of a transcript: a person's message (with its relay) or a system message."""
+    """One line of a transcript: a person's message (with its relay) or a message we sent, with every attempt.
+
+    `chain` holds the outbound rows that carried this line's text, oldest first: the relays of an inbound text,
+    or an outbound message and the copies a dispatcher's resends made of it. The newest is the one whose state
+    the line shows; the others, and the earlier attempts each row keeps (meta.history, written by the outbox
+    when it sends a row again), are the line's earlier attempts.
+    """
 
     message: Message
-    relay: Message | None = None
+    chain: list[Message] = field(default_factory=list)
+    held = False
 
     @property
     def system(self) -> bool:
@@ -123,48 +162,179 @@ class Entry:
         return self.message.side
 
     @property
+    def relay(self) -> Message | None:
+        """The newest relay of an inbound text."""
+        return self.chain[-1] if self.chain and self.message.direction == "in" else None
+
+    @property
+    def delivery(self) -> Message | None:
+        """The outbound message whose delivery state this line shows (the newest attempt)."""
+        if self.chain:
+            return self.chain[-1]
+        return None if self.message.direction == "in" else self.message
+
+    @property
+    def ids(self) -> list[int]:
+        """Every message this line shows, so a live update of any of them refreshes it."""
+        return list(dict.fromkeys([self.message.id, *(m.id for m in self.chain)]))
+
+    @property
     def resendable(self) -> bool:
         """The delivery failed (or is unconfirmed) and was not resent yet: the operator may resend it."""
         d = self.delivery
         return d is not None and d.status in RESENDABLE and not (d.meta or {}).get("resent_as")
 
     @property
-    def delivery(self) -> Message | None:
-        """The outbound message whose delivery state this line shows."""
-        return self.relay if self.message.direction == "in" else self.message
+    def explanation(self) -> Explanation | None:
+        """Why the newest attempt failed, in words (None unless it failed or is in doubt)."""
+        d = self.delivery
+        if d is None or d.status not in TROUBLE:
+            return None
+        return explain(d.error or f"delivery {d.status}")
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        """Every attempt, oldest first; the last one is the line's current state."""
+        rows = self.chain or ([self.message] if self.message.direction == "out" else [])
+        out: list[Attempt] = []
+        for i, row in enumerate(rows):
+            for h in (row.meta or {}).get("history") or []:
+                if isinstance(h, dict):
+                    out.append(Attempt(len(out) + 1, _parse_time(h.get("at")), str(h.get("status") or "failed"),
+                                       h.get("error"), h.get("then")))
+            then = None
+            if i + 1 < len(rows):
+                by = (rows[i + 1].meta or {}).get("requested_by")
+                then = f"resent by {by}" if by else "resent"
+            out.append(Attempt(len(out) + 1, row.updated_at, row.status, row.error, then))
+        return out
+
+    @property
+    def earlier_attempts(self) -> list[Attempt]:
+        return self.attempts[:-1]
 
 
-def transcript(chat_id: int) -> list[Entry]:
-    """The chat as a conversation: inbound texts with the state of their relay; notices set apart."""
+@dataclass
+class HeldSet:
+    """A multipart text from a party whose parts are still arriving: held until all are in, or until
+    MULTIPART_TIMEOUT_SECONDS after the first, then relayed with markers where parts are missing."""
+
+    side: str
+    concat_ref: str
+    total: int
+    parts: list[int]
+    first_at: datetime
+    held = True
+
+    @property
+    def key(self) -> str:
+        """For the element's id: the side and the concat-ref, in characters an id may hold."""
+        return f"{self.side}-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in self.concat_ref)
+
+    @property
+    def missing(self) -> list[int]:
+        have = set(self.parts)
+        return [i for i in range(1, self.total + 1) if i not in have]
+
+    def due(self, timeout_seconds: float) -> datetime:
+        """When the flush job relays it as it is."""
+        return self.first_at + timedelta(seconds=float(timeout_seconds))
+
+
+def held_sets(chat: Chat) -> list[HeldSet]:
+    """Multipart texts from the parties of an active chat whose parts are still arriving (by index)."""
+    if chat.status != "active":
+        return []
+    rows = db.session.scalars(
+        select(HeldPart)
+        .where(
+            HeldPart.sender.in_([chat.a_number, chat.b_number]),
+            HeldPart.proxy_number == chat.proxy_number,
+            HeldPart.message_id.is_(None),
+        )
+        .order_by(HeldPart.received_at, HeldPart.id)
+    )
+    sets: dict[tuple[str, str], HeldSet] = {}
+    for p in rows:
+        key = (p.sender, p.concat_ref)
+        if key not in sets:
+            side = "a" if p.sender == chat.a_number else "b"
+            sets[key] = HeldSet(side, p.concat_ref, p.total, [], p.received_at)
+        held = sets[key]
+        held.total = max(held.total, p.total)
+        if p.part not in held.parts:
+            held.parts.append(p.part)
+    for held in sets.values():
+        held.parts.sort()
+    return list(sets.values())
+
+
+def transcript(chat_id: int) -> list[Entry | HeldSet]:
+    """The chat as a conversation: inbound texts with the state of their relay, every message with all its
+    attempts, notices set apart; multipart texts still arriving at the end."""
     messages = list(db.session.scalars(select(Message).where(Message.chat_id == chat_id).order_by(Message.id)))
-    # the newest attempt wins: a resent relay replaces the failed one in its source's line
-    relays = {m.source_id: m for m in messages if m.kind == "relay" and m.source_id is not None}
-    entries = []
+    by_id = {m.id: m for m in messages}
+    chains: dict[int, list[Message]] = {}
+    root_of: dict[int, int] = {}
+    shown_inside: set[int] = set()
     for m in messages:
-        if m.kind == "relay" and m.source_id in relays:
-            continue  # shown inside the line of the message it relays
-        entries.append(Entry(m, relays.get(m.id) if m.direction == "in" else None))
+        if m.direction != "out":
+            continue
+        if m.kind == "relay" and m.source_id in by_id:
+            chains.setdefault(m.source_id, []).append(m)  # a relay and its resends: in its source's line
+            shown_inside.add(m.id)
+            continue
+        previous = (m.meta or {}).get("resend_of")
+        root = root_of.get(previous) if isinstance(previous, int) else None
+        if root is not None:
+            chains[root].append(m)  # a dispatcher's resend: in the line of the message it replaces
+            root_of[m.id] = root
+            shown_inside.add(m.id)
+        else:
+            chains[m.id] = [m]
+            root_of[m.id] = m.id
+    entries: list[Entry | HeldSet] = [
+        Entry(m, chains.get(m.id, [])) for m in messages if m.id not in shown_inside
+    ]
+    chat = db.session.get(Chat, chat_id)
+    if chat is not None:
+        entries.extend(held_sets(chat))
     return entries
 
 
+MAX_CHAIN = 50  # resends of one message followed at most (each is a dispatcher's click)
+
+
 def entry_for(chat_id: int, message_id: int) -> Entry | None:
-    """The transcript line that shows message `message_id` (a person's text, its relay, or a notice)."""
+    """The transcript line that shows message `message_id` (a person's text, its relay, a notice, a resend)."""
     m = db.session.get(Message, message_id)
     if m is None or m.chat_id != chat_id:
         return None
     if m.kind == "relay" and m.source_id is not None:
         source = db.session.get(Message, m.source_id)
-        if source is not None:
+        if source is not None and source.chat_id == chat_id:
             m = source
-    relay = None
+    for _ in range(MAX_CHAIN):  # a resend copy: its line is the original's
+        previous = (m.meta or {}).get("resend_of") if m.direction == "out" else None
+        earlier = db.session.get(Message, previous) if isinstance(previous, int) else None
+        if earlier is None or earlier.chat_id != chat_id:
+            break
+        m = earlier
     if m.direction == "in":
-        relay = db.session.scalar(
-            select(Message)
-            .where(Message.source_id == m.id, Message.kind == "relay")
-            .order_by(Message.id.desc())
-            .limit(1)
+        chain = list(
+            db.session.scalars(
+                select(Message).where(Message.source_id == m.id, Message.kind == "relay").order_by(Message.id)
+            )
         )
-    return Entry(m, relay)
+        return Entry(m, chain)
+    chain = [m]
+    while len(chain) < MAX_CHAIN:
+        later = (chain[-1].meta or {}).get("resent_as")
+        copy = db.session.get(Message, later) if isinstance(later, int) else None
+        if copy is None or copy.chat_id != chat_id:
+            break
+        chain.append(copy)
+    return Entry(m, chain)
 
 
 @dataclass

@@ -32,6 +32,7 @@ EXTRA_ARGS = [
 API_TOKEN = "browser-test-token-0123456789abcdef0123"
 OPERATOR, SECOND_OPERATOR, PASSWORD = "dispatcher", "dispatcher2", "browser-test-password"
 PROXIES = "+447700900001,+447700900002,+447700900003"
+FAILING_NUMBER = "+447700900899"  # the simulated carrier reports every text to it as failed
 
 
 def _chromium_missing() -> str | None:
@@ -107,6 +108,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "SECRET_KEY": "browser-test-secret",
         "OUTBOX_WORKER": "true",
         "LOG_LEVEL": "INFO",
+        # test_failures_e2e.py: a phone that is off (err-code 2), and multipart sets relayed as they are soon
+        "SIMULATED_FAILING_NUMBERS": f"{FAILING_NUMBER}:2",
+        "MULTIPART_TIMEOUT_SECONDS": "4",
     }
     for name in (OPERATOR, SECOND_OPERATOR):
         created = subprocess.run(

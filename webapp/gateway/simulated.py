@@ -8,6 +8,11 @@ own `/webhooks/delivery-receipt` exactly as Vonage posts it (signed, with the we
 server the receipts follow after a short delay (`SIMULATED_RECEIPT_SECONDS`, default 1.0; 0 turns them off);
 under TESTING they wait in `pending_receipts` until a test calls `flush_receipts()`, so unit tests never start
 threads.
+
+`SIMULATED_FAILING_NUMBERS` lists numbers this carrier cannot deliver to ("+447700900999:6,+447700900998": a
+number, optionally with the err-code its receipts carry, default 1): their texts are accepted and then reported
+`failed`, as Vonage reports a phone that is off or a carrier that blocked the text, so the whole path of a failed
+delivery (its explained reason, the resend, the attempts) can be tried without Vonage.
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ from .base import SendResult
 from .loopback import post_webhook
 
 log = logging.getLogger(__name__)
+
+
+def failing_numbers(spec: str) -> dict[str, str]:
+    """SIMULATED_FAILING_NUMBERS as {E.164 number: err-code}; entries that do not parse are ignored."""
+    out: dict[str, str] = {}
+    for item in (spec or "").split(","):
+        number, _, code = item.strip().partition(":")
+        number, code = number.strip(), code.strip() or "1"
+        if number and code.isdigit():
+            out["+" + number.lstrip("+")] = code
+    return out
 
 
 class SimulatedGateway:
@@ -52,13 +68,14 @@ class SimulatedGateway:
 
     def _schedule_receipts(self, app: Flask, ids: list[str], to: str, sender: str, client_ref: str) -> None:
         now = datetime.now(UTC).strftime("%y%m%d%H%M")
+        err_code = failing_numbers(app.config.get("SIMULATED_FAILING_NUMBERS", "")).get(to)
         receipts = [
             {
                 "msisdn": to_vonage(to),
                 "to": to_vonage(sender),
                 "messageId": vonage_id,
-                "status": "delivered",
-                "err-code": "0",
+                "status": "delivered" if err_code is None else "failed",
+                "err-code": err_code or "0",
                 "scts": now,
                 "client-ref": client_ref,
                 "message-timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),

@@ -10,11 +10,12 @@ reconciled instead of being sent twice (docs/delivery.md).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import or_, select
 
 from ..extensions import db
-from ..models import Message, Receipt, SmsPart, clip
+from ..models import Message, Receipt, SmsPart, clip, utcnow
 from ..proxy import segments
 from ..states import Status
 
@@ -25,6 +26,21 @@ RECEIPT_FAILURES = {"failed": Status.FAILED, "expired": Status.EXPIRED, "rejecte
 RECEIPT_FINAL = {"delivered", *RECEIPT_FAILURES}
 RECEIPT_STATUSES = {"delivered", "accepted", "buffered", "unknown", *RECEIPT_FAILURES}
 CLIENT_REF_PREFIX = "m"
+HISTORY_KEEP = 20  # earlier attempts kept on one message (meta.history); older ones are dropped
+
+
+def note_attempt(msg: Message, status: str, error: str | None, then: str, at: datetime | None = None) -> None:
+    """Keep the outcome of an attempt of `msg` that is about to be replaced by another attempt of the same row.
+
+    Written only where a row is sent again: a retry after a retryable failure (`then` "retried"), the automatic
+    resend of an unconfirmed send ("resent"). Never on the send path of a text that goes through the first
+    time, so the outbox's hot path writes nothing more. The transcript and the API show these as the message's
+    earlier attempts (`meta.history`: oldest first, at most HISTORY_KEEP).
+    """
+    entry = {"at": (at or utcnow()).isoformat(), "status": str(status), "error": clip(Message.error, error),
+             "then": then}
+    earlier = list((msg.meta or {}).get("history") or [])[-(HISTORY_KEEP - 1):]
+    msg.meta = {**(msg.meta or {}), "history": [*earlier, entry]}
 
 
 def client_ref(message_id: int) -> str:

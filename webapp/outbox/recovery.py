@@ -23,9 +23,9 @@ from ..database import begin_write
 from ..extensions import db
 from ..models import Lane, Message, clip, utcnow
 from ..states import Status
-from .delivery import absorb_receipts, refresh_message_status
+from .delivery import absorb_receipts, note_attempt, refresh_message_status
 from .queue import release_lane, requeue
-from .sender import await_receipt
+from .sender import await_receipt, unconfirmed_reason
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def reconcile_due() -> int:
             record.message_settled(msg.id, refresh_message_status(msg, Status.SUBMITTED), msg.error)
         else:
             resent = int((msg.meta or {}).get("auto_resent", 0)) + 1
+            note_attempt(msg, Status.UNCONFIRMED, unconfirmed_reason(msg), "resent", at=msg.updated_at)
             requeue(msg, f"no delivery receipt within {window:g} s of an unanswered send: sent again",
                     auto_resent=resent)
             log.info("message %d unconfirmed after %g s: sending again", msg.id, window)

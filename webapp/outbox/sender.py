@@ -37,7 +37,7 @@ from ..proxy import mask_for_log
 from ..ratelimit import RateLimiter, acquire, build_rate_limiter
 from ..states import Status
 from .claim import Batch, Job
-from .delivery import absorb_receipts, refresh_message_status
+from .delivery import absorb_receipts, note_attempt, refresh_message_status
 from .queue import lock_lane, release_lane
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,16 @@ def send_batch(gw: SmsGateway, limiter: RateLimiter, batch: Batch, timeout: floa
 # ------------------------------------------------------------------ deciding the outcome
 
 
+def _waiting_note(window: float) -> str:
+    return f"; waiting {window:g} s for a delivery receipt, then resending"
+
+
+def unconfirmed_reason(msg: Message) -> str:
+    """Why an unconfirmed message is unconfirmed, without the note on what happens next."""
+    window = float(current_app.config["OUTBOX_RECONCILE_SECONDS"])
+    return (msg.error or "no answer from Vonage").removesuffix(_waiting_note(window))
+
+
 def await_receipt(msg: Message, why: str, claimed_at: datetime | None) -> None:
     """Park an ambiguous send: it waits for a receipt until its claim time + OUTBOX_RECONCILE_SECONDS."""
     window = float(current_app.config["OUTBOX_RECONCILE_SECONDS"])
@@ -135,7 +145,7 @@ def await_receipt(msg: Message, why: str, claimed_at: datetime | None) -> None:
     msg.claimed_at = None
     if window > 0:
         msg.next_attempt_at = (claimed_at or utcnow()) + timedelta(seconds=window)
-        msg.error = clip(Message.error, f"{why}; waiting {window:g} s for a delivery receipt, then resending")
+        msg.error = clip(Message.error, f"{why}{_waiting_note(window)}")
     else:
         msg.next_attempt_at = None
         msg.error = clip(Message.error, f"{why}; may or may not have been sent: check, then resend or leave it")
@@ -161,6 +171,7 @@ def record_result(msg: Message, result: SendResult, claimed_at: datetime | None)
         return refresh_message_status(msg, Status.SUBMITTED)
     msg.error = clip(Message.error, result.error or "send failed")
     if result.retryable and msg.attempts < cfg["OUTBOX_MAX_ATTEMPTS"]:
+        note_attempt(msg, Status.FAILED, msg.error, "retried")
         msg.status = Status.QUEUED
         delay = backoff(msg.attempts, cfg["OUTBOX_RETRY_BASE_SECONDS"], cfg["OUTBOX_RETRY_CAP_SECONDS"])
         msg.next_attempt_at = utcnow() + timedelta(seconds=delay)

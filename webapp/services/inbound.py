@@ -170,6 +170,8 @@ def _announce(result: Inbound, sender: str, proxy: str) -> None:
         result.outcome,
     )
     if result.message_id is None:
+        if result.outcome == "held" and result.chat_id is not None:
+            events.announce(events.part_held, chat_id=result.chat_id)
         return
     events.announce(events.message_added, chat_id=result.chat_id, message_id=result.message_id)
     if result.chat_id is not None and result.outcome == "opt_out":
@@ -220,7 +222,11 @@ def _hold_part(
     held.append(new)
     if len({p.part for p in held}) < total:
         db.session.flush()
-        return Inbound("held", None)
+        # the chat whose transcript shows the text as arriving (none: it will be stored as unrouted)
+        chat_id = db.session.scalar(
+            select(Route.chat_id).where(Route.real_number == sender, Route.proxy_number == proxy)
+        )
+        return Inbound("held", None, chat_id)
     held.sort(key=lambda p: p.part)
     meta = {"concat_ref": ref, "parts": total}
     result = _store(sender, proxy, "".join(p.text for p in held), None, meta)
