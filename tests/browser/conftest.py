@@ -31,6 +31,7 @@ EXTRA_ARGS = [
 ]
 API_TOKEN = "browser-test-token-0123456789abcdef0123"
 OPERATOR, SECOND_OPERATOR, PASSWORD = "dispatcher", "dispatcher2", "browser-test-password"
+ADMIN = "chief"  # an admin: sees the Numbers controls and the Operators page
 PROXIES = "+447700900001,+447700900002,+447700900003"
 FAILING_NUMBER = "+447700900899"  # the simulated carrier reports every text to it as failed
 
@@ -112,9 +113,10 @@ def server(tmp_path_factory) -> Iterator[Server]:
         "SIMULATED_FAILING_NUMBERS": f"{FAILING_NUMBER}:2",
         "MULTIPART_TIMEOUT_SECONDS": "4",
     }
-    for name in (OPERATOR, SECOND_OPERATOR):
+    for name in (OPERATOR, SECOND_OPERATOR, ADMIN):
         created = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "webapp", "operators", "create", name, "--password-stdin"],
+            [sys.executable, "-m", "flask", "--app", "webapp", "operators", "create", name, "--password-stdin"]
+            + (["--admin"] if name == ADMIN else []),
             input=PASSWORD + "\n", env=env, cwd=tmp, capture_output=True, text=True, timeout=60,
         )
         assert created.returncode == 0, created.stderr + created.stdout

@@ -11,7 +11,7 @@ from urllib.parse import urldefrag, urljoin, urlparse
 
 import pytest
 
-from tests.browser.conftest import OPERATOR, sign_in, wait_live
+from tests.browser.conftest import ADMIN, OPERATOR, sign_in, wait_live
 
 MAX_PAGES = 60
 SKIP_PREFIXES = ("/logout", "/api/", "/static/", "/socket.io/", "/webhooks/")
@@ -86,13 +86,17 @@ def test_sign_in_page_logs_no_console_error(browser, server):
     assert problems == []
 
 
-def test_every_page_a_dispatcher_reaches_logs_no_console_error(browser, server, some_history):
+@pytest.mark.parametrize("who", [OPERATOR, ADMIN])
+def test_every_page_an_operator_reaches_logs_no_console_error(browser, server, some_history, who):
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     problems = console_problems(page)
-    sign_in(page, server.base, OPERATOR)
+    sign_in(page, server.base, who)
     visited = walk(page, server.base)
     context.close()
     assert any(path.startswith("/chats/") for path in visited), visited  # a chat page was among them
+    assert any(path.startswith("/unrouted") for path in visited), visited
+    if who == ADMIN:
+        assert "/admin/operators" in visited, visited
     assert len(visited) >= 5, visited
     assert problems == [], problems
