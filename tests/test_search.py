@@ -46,7 +46,7 @@ def chats(app):
 
 
 def test_a_reference_finds_an_ended_chat_and_says_so(chats):
-    ride, parcel = chats
+    ride, _parcel = chats
     result = search.find_chats("ride-42")
     assert [r.chat.id for r in result.items] == [ride.id]
     assert (result.total, result.active, result.ended) == (1, 0, 1)
@@ -66,7 +66,7 @@ def test_words_match_labels_and_what_people_wrote(chats):
 
 
 def test_only_what_people_and_dispatchers_wrote_is_searched(chats):
-    ride, parcel = chats
+    _ride, parcel = chats
     # introductions and notices are templates ("your driver ..."): they would match every chat
     intro = db.session.scalars(db.select(Message).where(Message.kind == "intro")).first()
     word = next(w for w in intro.text.split() if len(w) > 3 and w.isalpha())
@@ -87,7 +87,7 @@ def test_numbers_full_national_or_last_digits_and_ids(chats):
 
 
 def test_a_changed_text_is_searched_as_it_is_now(chats):
-    ride, parcel = chats
+    _ride, parcel = chats
     db.session.execute(update(Message).where(Message.text.like("Leave it%")).values(text="(removed after 30 days)"))
     db.session.commit()
     assert found("neighbour") == []

@@ -186,10 +186,14 @@ def drop(conn: Connection) -> None:
 def ensure(conn: Connection) -> bool:
     """Rebuild the search objects if any is missing (returns True if it did). Cheap when all are there."""
     want = expected(conn.dialect.name)
-    missing = want - present(conn)
+    have = present(conn) & want
+    missing = want - have
     if not missing:
         return False
-    log.warning("search index incomplete (missing %s): rebuilding it", ", ".join(sorted(missing)))
+    if have:
+        log.warning("search index incomplete (missing %s): rebuilding it", ", ".join(sorted(missing)))
+    else:
+        log.info("creating the search index")
     drop(conn)
     create(conn)
     return True

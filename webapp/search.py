@@ -7,7 +7,7 @@ Every condition is answered from the search index (fulltext.py), never by scanni
 - a query that is a phone number (digits, spaces, `+ - ( ) . /`, at least 3 digits) also finds chats whose
   numbers end with those digits: the full number in any format ("+44 7700 900123", "07700 900123") or its
   last digits ("0123");
-- a query that is a whole number (`42`, `#42`) also finds the chat with that id.
+- a query that is a whole number (`42`) also finds the chat with that id; `#42` finds only that chat.
 
 Results put active chats first, then ended ones, newest activity first; each knows its status, so the list
 can say which tab holds it. Nothing here logs the query: it may be someone's number.
@@ -48,6 +48,9 @@ class Terms:
 def parse(q: str) -> Terms:
     q = (q or "").strip()
     terms = Terms()
+    if q.startswith("#") and q[1:].strip().isdigit() and len(q[1:].strip()) <= 9:
+        terms.chat_id = int(q[1:].strip())  # "#42" is chat 42 and nothing else
+        return terms
     # words of two characters or more: a one-letter prefix would expand to most of the vocabulary
     words = [w.lower()[:MAX_WORD] for w in _WORD.findall(q) if len(w) >= 2]
     terms.words = list(dict.fromkeys(words))[:MAX_WORDS]
@@ -58,9 +61,8 @@ def parse(q: str) -> Terms:
             core = digits.lstrip("0")  # national ("07700 900123") or international ("0044 ...") prefix
             if digits.startswith("0") and len(digits) >= 8 and len(core) >= 3:
                 terms.suffixes.append(core)
-    bare = q.removeprefix("#").strip()
-    if bare.isdigit() and len(bare) <= 9:
-        terms.chat_id = int(bare)
+    if q.isdigit() and len(q) <= 9:
+        terms.chat_id = int(q)
     return terms
 
 
