@@ -130,9 +130,9 @@ def test_the_database_answers_from_the_index(chats):
     for q in ("bob", "neighbour", "0333"):
         plan = _plan(q)
         if db.engine.dialect.name == "sqlite":
-            assert "VIRTUAL TABLE INDEX" in plan, plan
+            assert "VIRTUAL TABLE INDEX" in plan or "USING INDEX search_" in plan, plan
             assert "SCAN chats" not in plan and "SCAN messages" not in plan, plan
-            assert "SCAN m" not in plan, plan
+            assert "SCAN m\n" not in plan + "\n", plan
         else:
             db.session.execute(text("SET LOCAL enable_seqscan = off"))  # tiny tables: make the choice visible
             plan = _plan(q)
@@ -164,6 +164,7 @@ def test_the_migration_holds_the_same_statements_as_the_module():
     spec.loader.exec_module(module)
     assert module.SQLITE_TABLES == fulltext.SQLITE_TABLES
     assert module.SQLITE_TRIGGERS == fulltext.SQLITE_TRIGGERS
+    assert module.SQLITE_INDEXES == fulltext.SQLITE_INDEXES
     assert module.SQLITE_FILL == fulltext.SQLITE_FILL
     assert module.PG_INDEXES == fulltext.PG_INDEXES
 

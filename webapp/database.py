@@ -264,9 +264,10 @@ def _migrate(conn: Connection, command: Any) -> str:
         from alembic.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        differences = compare_metadata(
-            MigrationContext.configure(conn, opts={"include_name": fulltext.include_name}), db.metadata
-        )
+        with fulltext.quiet_reflection():
+            differences = compare_metadata(
+                MigrationContext.configure(conn, opts={"include_name": fulltext.include_name}), db.metadata
+            )
         taken_as = head if not differences else ScriptDirectory.from_config(cfg).get_base()
         command.stamp(cfg, taken_as)
         log.warning("database without a schema revision: taken as %s", taken_as)

@@ -248,5 +248,13 @@ def proxies_of(number: str) -> list[str]:
     )
 
 
+def chats_by_proxy(number: str) -> dict[str, Chat]:
+    """The active chats this person is in, by the proxy number each runs on (one per number, by constraint)."""
+    rows = db.session.execute(
+        select(Route.proxy_number, Chat).join(Chat, Chat.id == Route.chat_id).where(Route.real_number == number)
+    ).all()
+    return {proxy: chat for proxy, chat in rows}
+
+
 def pool_numbers() -> list[str]:
     return list(db.session.scalars(select(ProxyNumber.number).order_by(ProxyNumber.number)))

@@ -9,8 +9,10 @@ Every condition is answered from the search index (fulltext.py), never by scanni
   last digits ("0123");
 - a query that is a whole number (`42`) also finds the chat with that id; `#42` finds only that chat.
 
-Results put active chats first, then ended ones, newest activity first; each knows its status, so the list
-can say which tab holds it. Nothing here logs the query: it may be someone's number.
+Results put an exact reference (or `#id`) first, then active chats, then ended ones, newest activity first; each
+knows its status, so the list can say which tab holds it. Each kind of match looks at its newest CAP (1,000)
+chats or texts at most, so a common word costs no more than a rare one; the list then says "1,000+". Nothing
+here logs the query: it may be someone's number.
 """
 
 from __future__ import annotations
@@ -19,14 +21,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, case, func, select, text
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy import Integer, case, func, or_, select, text
 
 from .extensions import db
-from .fulltext import MESSAGE_ROWS, PG_CHAT_WORDS, PG_MESSAGE_WORDS
+from .fulltext import MESSAGE_ROWS, NUMBER_COLUMNS, PG_CHAT_WORDS, PG_MESSAGE_WORDS
 from .models import Chat, Message
 from .queries import PER_PAGE, ChatRow, Page, chat_rows
 
+CAP = 1000  # chats looked at per kind of match (newest first); more than that: narrow the search
 MAX_WORDS = 8
 MAX_WORD = 40
 _WORD = re.compile(r"[^\W_]+")
@@ -75,39 +77,61 @@ class SearchRow(ChatRow):
 class SearchPage(Page):
     active: int = 0
     ended: int = 0
+    capped: bool = False  # more chats match than were looked at (CAP): the counts are "at least"
+
+
+def _fts(terms: Terms) -> str:
+    return " AND ".join(f'"{w}"*' for w in terms.words)
+
+
+def _tsquery(terms: Terms) -> str:
+    return " & ".join(f"{w}:*" for w in terms.words)
 
 
 def _candidates(terms: Terms, dialect: str) -> tuple[str, dict[str, Any]]:
-    """SQL for the ids of matching chats (a UNION of index lookups) and its parameters."""
+    """SQL for the ids of matching chats (a UNION of index lookups, each the newest CAP at most), and its
+    parameters. The cap keeps a query for a common word ("the") from costing the size of the history."""
     parts: list[str] = []
-    params: dict[str, Any] = {}
+    params: dict[str, Any] = {"cap": CAP}
     if terms.words:
         if dialect == "sqlite":
-            params["fts"] = " AND ".join(f'"{w}"*' for w in terms.words)
-            parts.append("SELECT rowid AS id FROM search_chat_words WHERE search_chat_words MATCH :fts")
+            params["fts"] = _fts(terms)
             parts.append(
-                "SELECT m.chat_id AS id FROM search_messages JOIN messages m ON m.id = search_messages.rowid "
-                "WHERE search_messages MATCH :fts"
+                "SELECT rowid AS id FROM search_chat_words WHERE search_chat_words MATCH :fts "
+                "ORDER BY rowid DESC LIMIT :cap"
+            )
+            parts.append(
+                "SELECT m.chat_id AS id FROM (SELECT rowid AS mid FROM search_messages "
+                "WHERE search_messages MATCH :fts ORDER BY rowid DESC LIMIT :cap) AS hit "
+                "JOIN messages m ON m.id = hit.mid"
             )
         else:
-            params["tsq"] = " & ".join(f"{w}:*" for w in terms.words)
-            parts.append(f"SELECT id FROM chats WHERE {PG_CHAT_WORDS} @@ to_tsquery('simple'::regconfig, :tsq)")
+            params["tsq"] = _tsquery(terms)
+            parts.append(
+                f"SELECT id FROM chats WHERE {PG_CHAT_WORDS} @@ to_tsquery('simple'::regconfig, :tsq) "
+                "ORDER BY id DESC LIMIT :cap"
+            )
             parts.append(
                 f"SELECT chat_id AS id FROM messages WHERE {MESSAGE_ROWS} "
-                f"AND {PG_MESSAGE_WORDS} @@ to_tsquery('simple'::regconfig, :tsq)"
+                f"AND {PG_MESSAGE_WORDS} @@ to_tsquery('simple'::regconfig, :tsq) ORDER BY id DESC LIMIT :cap"
             )
     for i, digits in enumerate(terms.suffixes):
-        for column in ("a_number", "b_number", "proxy_number"):
+        for column in NUMBER_COLUMNS:
             if dialect == "sqlite":
-                params[f"s{i}"] = "%" + digits
-                parts.append(f"SELECT rowid AS id FROM search_chat_numbers WHERE {column} LIKE :s{i}")
+                params[f"s{i}"], params[f"t{i}"] = "%" + digits, digits[-3:]
+                parts.append(
+                    f"SELECT id FROM chats WHERE substr({column}, -3) = :t{i} AND {column} LIKE :s{i} "
+                    "ORDER BY id DESC LIMIT :cap"
+                )
             else:
                 params[f"s{i}"] = digits[::-1] + "%"
-                parts.append(f"SELECT id FROM chats WHERE reverse({column}) LIKE :s{i}")
+                parts.append(f"SELECT id FROM chats WHERE reverse({column}) LIKE :s{i} ORDER BY id DESC LIMIT :cap")
     if terms.chat_id is not None:
         params["chat_id"] = terms.chat_id
         parts.append("SELECT id FROM chats WHERE id = :chat_id")
-    return " UNION ".join(parts), params
+    # each part in a subquery of its own: a member of a UNION cannot have its own ORDER BY / LIMIT
+    sql = " UNION ".join(f"SELECT id FROM ({part}) AS p{n}" for n, part in enumerate(parts))
+    return sql, {name: value for name, value in params.items() if f":{name}" in sql}
 
 
 def _hits(terms: Terms, chat_ids: list[int], dialect: str) -> dict[int, Message]:
@@ -117,14 +141,15 @@ def _hits(terms: Terms, chat_ids: list[int], dialect: str) -> dict[int, Message]
     ids = ", ".join(str(int(i)) for i in chat_ids)
     if dialect == "sqlite":
         sql = text(
-            "SELECT max(m.id) FROM search_messages JOIN messages m ON m.id = search_messages.rowid "
-            f"WHERE search_messages MATCH :fts AND m.chat_id IN ({ids}) GROUP BY m.chat_id"
-        ).bindparams(fts=" AND ".join(f'"{w}"*' for w in terms.words))
+            "SELECT max(m.id) FROM (SELECT rowid AS mid FROM search_messages WHERE search_messages MATCH :fts "
+            f"ORDER BY rowid DESC LIMIT :cap) AS hit JOIN messages m ON m.id = hit.mid WHERE m.chat_id IN ({ids}) "
+            "GROUP BY m.chat_id"
+        ).bindparams(fts=_fts(terms), cap=CAP)
     else:
         sql = text(
             f"SELECT max(id) FROM messages WHERE chat_id IN ({ids}) AND {MESSAGE_ROWS} "
             f"AND {PG_MESSAGE_WORDS} @@ to_tsquery('simple'::regconfig, :tsq) GROUP BY chat_id"
-        ).bindparams(tsq=" & ".join(f"{w}:*" for w in terms.words))
+        ).bindparams(tsq=_tsquery(terms))
     found = [i for i in db.session.scalars(sql) if i is not None]
     if not found:
         return {}
@@ -132,31 +157,34 @@ def _hits(terms: Terms, chat_ids: list[int], dialect: str) -> dict[int, Message]
 
 
 def find_chats(q: str, page: int = 1, per_page: int = PER_PAGE) -> SearchPage:
-    """One page of the chats matching `q`, active ones first, with how many matched in each status."""
+    """One page of the chats matching `q`: an exact reference or id first, then active chats, then ended ones,
+    newest activity first; with how many matched in each status."""
     terms = parse(q)
     if not terms:
         return SearchPage([], 1, per_page, 0)
     dialect = db.session.get_bind().dialect.name
     sql, params = _candidates(terms, dialect)
-    matching: TextClause = text(sql).bindparams(**params)
-    ids = select(matching.columns(id=Integer).subquery().c.id)
-    counts = dict(
-        db.session.execute(select(Chat.status, func.count()).where(Chat.id.in_(ids)).group_by(Chat.status)).all()
-    )
-    total = sum(counts.values())
+    ids = select(text(sql).bindparams(**params).columns(id=Integer).subquery().c.id)
+    exact = [Chat.id == terms.chat_id] if terms.chat_id is not None else []
+    exact.append(func.lower(Chat.reference) == q.strip().lower())
+    # one pass over the candidates (at most a few CAPs of them): their order and status; the page is a slice
+    found = db.session.execute(
+        select(Chat.id, Chat.status)
+        .where(Chat.id.in_(ids))
+        .order_by(
+            case((or_(*exact), 0), else_=1),
+            case((Chat.status == "active", 0), else_=1),
+            Chat.last_activity_at.desc(),
+            Chat.id.desc(),
+        )
+    ).all()
+    total = len(found)
+    active = sum(1 for _, status in found if status == "active")
     pages = max(1, -(-total // per_page))
     page = min(max(page, 1), pages)
-    chats = list(
-        db.session.scalars(
-            select(Chat)
-            .where(Chat.id.in_(ids))
-            .order_by(case((Chat.status == "active", 0), else_=1), Chat.last_activity_at.desc(), Chat.id.desc())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        )
-    )
-    hits = _hits(terms, [c.id for c in chats], dialect)
+    wanted = [chat_id for chat_id, _ in found[(page - 1) * per_page : page * per_page]]
+    by_id = {c.id: c for c in db.session.scalars(select(Chat).where(Chat.id.in_(wanted)))} if wanted else {}
+    chats = [by_id[i] for i in wanted if i in by_id]
+    hits = _hits(terms, wanted, dialect)
     rows = [SearchRow(r.chat, r.last, r.failed, hits.get(r.chat.id)) for r in chat_rows(chats)]
-    return SearchPage(
-        rows, page, per_page, total, active=int(counts.get("active", 0)), ended=int(counts.get("ended", 0))
-    )
+    return SearchPage(rows, page, per_page, total, active=active, ended=total - active, capped=total >= CAP)

@@ -4,9 +4,9 @@ Revision ID: d41f7a2c9e35
 Revises: b7c2e4f81a90
 Create Date: 2026-11-30 23:00:00
 
-SQLite: FTS5 tables (external content) kept in step by triggers; PostgreSQL: a GIN full-text index on the
-labels and reference, one (partial) on the texts people and dispatchers wrote, and b-tree indexes on the
-reversed numbers. The statements are a frozen copy of webapp/fulltext.py at this revision
+SQLite: FTS5 tables (external content) kept in step by triggers, and indexes on each number's last three
+digits; PostgreSQL: a GIN full-text index on the labels and reference, one (partial) on the texts people and
+dispatchers wrote, and b-tree indexes on the reversed numbers. The statements are a frozen copy of webapp/fulltext.py at this revision
 (tests/test_search.py checks that they still agree); they are not models, so Alembic's comparison leaves
 them out (fulltext.include_name).
 """
@@ -25,10 +25,6 @@ SQLITE_TABLES = {
         "CREATE VIRTUAL TABLE search_chat_words USING fts5(a_label, b_label, reference, content='chats', "
         "content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
     ),
-    'search_chat_numbers': (
-        "CREATE VIRTUAL TABLE search_chat_numbers USING fts5(a_number, b_number, proxy_number, content='c"
-        "hats', content_rowid='id', tokenize='trigram')"
-    ),
     'search_messages': (
         "CREATE VIRTUAL TABLE search_messages USING fts5(text, content='messages', content_rowid='id', to"
         "kenize='unicode61 remove_diacritics 2')"
@@ -38,26 +34,18 @@ SQLITE_TABLES = {
 SQLITE_TRIGGERS = {
     'search_chats_insert': (
         'CREATE TRIGGER search_chats_insert AFTER INSERT ON chats BEGIN INSERT INTO search_chat_words(row'
-        'id, a_label, b_label, reference) VALUES (new.id, new.a_label, new.b_label, new.reference); INSER'
-        'T INTO search_chat_numbers(rowid, a_number, b_number, proxy_number) VALUES (new.id, new.a_number'
-        ', new.b_number, new.proxy_number); END'
+        'id, a_label, b_label, reference) VALUES (new.id, new.a_label, new.b_label, new.reference); END'
     ),
     'search_chats_delete': (
         'CREATE TRIGGER search_chats_delete AFTER DELETE ON chats BEGIN INSERT INTO search_chat_words(sea'
         "rch_chat_words, rowid, a_label, b_label, reference) VALUES ('delete', old.id, old.a_label, old.b"
-        '_label, old.reference); INSERT INTO search_chat_numbers(search_chat_numbers, rowid, a_number, b_'
-        "number, proxy_number) VALUES ('delete', old.id, old.a_number, old.b_number, old.proxy_number); E"
-        'ND'
+        '_label, old.reference); END'
     ),
     'search_chats_update': (
-        'CREATE TRIGGER search_chats_update AFTER UPDATE OF a_label, b_label, reference, a_number, b_numb'
-        'er, proxy_number ON chats BEGIN INSERT INTO search_chat_words(search_chat_words, rowid, a_label,'
-        " b_label, reference) VALUES ('delete', old.id, old.a_label, old.b_label, old.reference); INSERT "
-        "INTO search_chat_numbers(search_chat_numbers, rowid, a_number, b_number, proxy_number) VALUES ('"
-        "delete', old.id, old.a_number, old.b_number, old.proxy_number); INSERT INTO search_chat_words(ro"
-        'wid, a_label, b_label, reference) VALUES (new.id, new.a_label, new.b_label, new.reference); INSE'
-        'RT INTO search_chat_numbers(rowid, a_number, b_number, proxy_number) VALUES (new.id, new.a_numbe'
-        'r, new.b_number, new.proxy_number); END'
+        'CREATE TRIGGER search_chats_update AFTER UPDATE OF a_label, b_label, reference ON chats BEGIN IN'
+        "SERT INTO search_chat_words(search_chat_words, rowid, a_label, b_label, reference) VALUES ('dele"
+        "te', old.id, old.a_label, old.b_label, old.reference); INSERT INTO search_chat_words(rowid, a_la"
+        'bel, b_label, reference) VALUES (new.id, new.a_label, new.b_label, new.reference); END'
     ),
     'search_messages_insert': (
         'CREATE TRIGGER search_messages_insert AFTER INSERT ON messages WHEN new.chat_id IS NOT NULL AND '
@@ -80,9 +68,20 @@ SQLITE_TRIGGERS = {
     ),
 }
 
+SQLITE_INDEXES = {
+    'search_chats_a_number': (
+        'CREATE INDEX search_chats_a_number ON chats (substr(a_number, -3))'
+    ),
+    'search_chats_b_number': (
+        'CREATE INDEX search_chats_b_number ON chats (substr(b_number, -3))'
+    ),
+    'search_chats_proxy_number': (
+        'CREATE INDEX search_chats_proxy_number ON chats (substr(proxy_number, -3))'
+    ),
+}
+
 SQLITE_FILL = (
     "INSERT INTO search_chat_words(search_chat_words) VALUES ('rebuild')",
-    "INSERT INTO search_chat_numbers(search_chat_numbers) VALUES ('rebuild')",
     f"INSERT INTO search_messages(rowid, text) SELECT id, text FROM messages WHERE {MESSAGE_ROWS}",
 )
 
@@ -112,7 +111,8 @@ PG_INDEXES = {
 def upgrade():
     dialect = op.get_bind().dialect.name
     if dialect == 'sqlite':
-        for statement in (*SQLITE_TABLES.values(), *SQLITE_TRIGGERS.values(), *SQLITE_FILL):
+        for statement in (*SQLITE_TABLES.values(), *SQLITE_TRIGGERS.values(), *SQLITE_INDEXES.values(),
+                          *SQLITE_FILL):
             op.execute(statement)
     elif dialect == 'postgresql':
         for statement in PG_INDEXES.values():
@@ -124,6 +124,8 @@ def downgrade():
     if dialect == 'sqlite':
         for name in SQLITE_TRIGGERS:
             op.execute(f'DROP TRIGGER IF EXISTS {name}')
+        for name in SQLITE_INDEXES:
+            op.execute(f'DROP INDEX IF EXISTS {name}')
         for name in SQLITE_TABLES:
             op.execute(f'DROP TABLE IF EXISTS {name}')
     elif dialect == 'postgresql':

@@ -52,8 +52,8 @@ def test_chats_and_chat_pages_fit_a_phone(browser, server, width):
             server, f"+44770090{width}1", f"+44770090{width}2", a_label="Customer with a rather long name",
             b_label="Driver Bartholomew-Fitzgerald", reference=f"booking-2026-11-30-very-long-reference-{width}",
         )
-        server.webhook(f"+44770090{width}1", chat["proxy_number"],
-                       "https://example.com/a/very/long/link/without/any/spaces/at/all/" + "x" * 60, f"e2e-phone-{width}")
+        long_link = "https://example.com/a/very/long/link/without/any/spaces/at/all/" + "x" * 60
+        server.webhook(f"+44770090{width}1", chat["proxy_number"], long_link, f"e2e-phone-{width}")
         sign_in(page, server.base)
         wait_live(page)
         expect(page.locator(f"#chat-row-{chat['id']}")).to_be_visible()
