@@ -176,3 +176,13 @@ def test_parse():
     assert search.parse("ride-42").words == ["ride", "42"] and search.parse("ride-42").suffixes == []
     assert search.parse("#42").chat_id == 42
     assert not search.parse("%")
+
+
+def test_a_common_word_looks_at_the_newest_matches_only_and_says_so(app, monkeypatch):
+    monkeypatch.setattr(search, "CAP", 3)
+    made = [pair(f"+4477009007{i:02d}", f"+4477009008{i:02d}", reference=f"night-{i}") for i in range(5)]
+    result = search.find_chats("night")
+    assert result.capped and result.total == 3
+    assert {r.chat.id for r in result.items} == {c.id for c in made[-3:]}  # the newest
+    assert [r.chat.id for r in search.find_chats("night-4").items] == [made[4].id]  # "4" is a whole word
+    assert not search.find_chats("night-4").capped

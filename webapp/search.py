@@ -4,6 +4,7 @@ Every condition is answered from the search index (fulltext.py), never by scanni
 
 - words (labels, reference, and what people and dispatchers wrote): every word of the query must start a word
   of the chat's labels and reference, or of one of its messages ("still com" finds "Are you still coming?");
+  a one-character word must be a whole word;
 - a query that is a phone number (digits, spaces, `+ - ( ) . /`, at least 3 digits) also finds chats whose
   numbers end with those digits: the full number in any format ("+44 7700 900123", "07700 900123") or its
   last digits ("0123");
@@ -18,10 +19,11 @@ here logs the query: it may be someone's number.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, case, func, or_, select, text
+from sqlalchemy import Integer, select, text
 
 from .extensions import db
 from .fulltext import MESSAGE_ROWS, NUMBER_COLUMNS, PG_CHAT_WORDS, PG_MESSAGE_WORDS
@@ -53,8 +55,7 @@ def parse(q: str) -> Terms:
     if q.startswith("#") and q[1:].strip().isdigit() and len(q[1:].strip()) <= 9:
         terms.chat_id = int(q[1:].strip())  # "#42" is chat 42 and nothing else
         return terms
-    # words of two characters or more: a one-letter prefix would expand to most of the vocabulary
-    words = [w.lower()[:MAX_WORD] for w in _WORD.findall(q) if len(w) >= 2]
+    words = [w.lower()[:MAX_WORD] for w in _WORD.findall(q)]
     terms.words = list(dict.fromkeys(words))[:MAX_WORDS]
     if _PHONE.fullmatch(q):
         digits = "".join(ch for ch in q if ch.isdigit())
@@ -80,17 +81,20 @@ class SearchPage(Page):
     capped: bool = False  # more chats match than were looked at (CAP): the counts are "at least"
 
 
+# A word of one character is matched whole ("ride-4" is ride-4, not ride-40...): as a prefix it would expand to
+# most of the vocabulary.
 def _fts(terms: Terms) -> str:
-    return " AND ".join(f'"{w}"*' for w in terms.words)
+    return " AND ".join(f'"{w}"' if len(w) == 1 else f'"{w}"*' for w in terms.words)
 
 
 def _tsquery(terms: Terms) -> str:
-    return " & ".join(f"{w}:*" for w in terms.words)
+    return " & ".join(w if len(w) == 1 else f"{w}:*" for w in terms.words)
 
 
 def _candidates(terms: Terms, dialect: str) -> tuple[str, dict[str, Any]]:
-    """SQL for the ids of matching chats (a UNION of index lookups, each the newest CAP at most), and its
-    parameters. The cap keeps a query for a common word ("the") from costing the size of the history."""
+    """SQL for the matching chats, rows of (chat id, which lookup found it): a UNION ALL of index lookups,
+    each the newest CAP at most (so a common word, "the", does not cost the size of the history); and its
+    parameters."""
     parts: list[str] = []
     params: dict[str, Any] = {"cap": CAP}
     if terms.words:
@@ -129,8 +133,9 @@ def _candidates(terms: Terms, dialect: str) -> tuple[str, dict[str, Any]]:
     if terms.chat_id is not None:
         params["chat_id"] = terms.chat_id
         parts.append("SELECT id FROM chats WHERE id = :chat_id")
-    # each part in a subquery of its own: a member of a UNION cannot have its own ORDER BY / LIMIT
-    sql = " UNION ".join(f"SELECT id FROM ({part}) AS p{n}" for n, part in enumerate(parts))
+    # each part in a subquery of its own (a member of a UNION cannot have its own ORDER BY / LIMIT), numbered,
+    # so the caller can tell a part that met the cap
+    sql = " UNION ALL ".join(f"SELECT id, {n} AS part FROM ({part}) AS p{n}" for n, part in enumerate(parts))
     return sql, {name: value for name, value in params.items() if f":{name}" in sql}
 
 
@@ -164,27 +169,33 @@ def find_chats(q: str, page: int = 1, per_page: int = PER_PAGE) -> SearchPage:
         return SearchPage([], 1, per_page, 0)
     dialect = db.session.get_bind().dialect.name
     sql, params = _candidates(terms, dialect)
-    ids = select(text(sql).bindparams(**params).columns(id=Integer).subquery().c.id)
-    exact = [Chat.id == terms.chat_id] if terms.chat_id is not None else []
-    exact.append(func.lower(Chat.reference) == q.strip().lower())
-    # one pass over the candidates (at most a few CAPs of them): their order and status; the page is a slice
+    lookups = text(sql).bindparams(**params).columns(id=Integer, part=Integer).subquery()
+    # one pass over the candidates (at most a few CAPs of them), ordered here: the page is a slice
     found = db.session.execute(
-        select(Chat.id, Chat.status)
-        .where(Chat.id.in_(ids))
-        .order_by(
-            case((or_(*exact), 0), else_=1),
-            case((Chat.status == "active", 0), else_=1),
-            Chat.last_activity_at.desc(),
-            Chat.id.desc(),
+        select(Chat.id, Chat.status, Chat.last_activity_at, Chat.reference, lookups.c.part).join(
+            lookups, lookups.c.id == Chat.id
         )
     ).all()
-    total = len(found)
-    active = sum(1 for _, status in found if status == "active")
+    per_part = Counter(row.part for row in found)
+    capped = any(count >= CAP for count in per_part.values())
+    wanted_ref = q.strip().lower()
+    chats_found = {row.id: row for row in found}
+    ordered = sorted(
+        chats_found.values(),
+        key=lambda r: (
+            0 if r.id == terms.chat_id or (r.reference or "").lower() == wanted_ref else 1,
+            0 if r.status == "active" else 1,
+            -r.last_activity_at.timestamp(),
+            -r.id,
+        ),
+    )
+    total = len(ordered)
+    active = sum(1 for r in ordered if r.status == "active")
     pages = max(1, -(-total // per_page))
     page = min(max(page, 1), pages)
-    wanted = [chat_id for chat_id, _ in found[(page - 1) * per_page : page * per_page]]
+    wanted = [r.id for r in ordered[(page - 1) * per_page : page * per_page]]
     by_id = {c.id: c for c in db.session.scalars(select(Chat).where(Chat.id.in_(wanted)))} if wanted else {}
     chats = [by_id[i] for i in wanted if i in by_id]
     hits = _hits(terms, wanted, dialect)
     rows = [SearchRow(r.chat, r.last, r.failed, hits.get(r.chat.id)) for r in chat_rows(chats)]
-    return SearchPage(rows, page, per_page, total, active=active, ended=total - active, capped=total >= CAP)
+    return SearchPage(rows, page, per_page, total, active=active, ended=total - active, capped=capped)
