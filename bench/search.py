@@ -15,9 +15,12 @@ without an index would do are timed a few times. Numbers are never printed: a qu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
+import tempfile
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import insert, text
 
@@ -39,12 +42,13 @@ PHRASES = [
 PROXIES = [f"+4477009{n:05d}" for n in range(1, 21)]
 
 
+# Unique, evenly spread digits (like real numbers' endings): i times a prime, modulo 10^9, is a permutation.
 def a_number(i: int) -> str:
-    return f"+4471{i:06d}55"
+    return f"+447{(i * 7919 + 1) % 10**9:09d}"
 
 
 def b_number(i: int) -> str:
-    return f"+4472{i:06d}66"
+    return f"+447{(i * 104729 + 2) % 10**9:09d}"
 
 
 def seed(url: str, chats: int, texts: int) -> tuple[float, float]:
@@ -179,11 +183,13 @@ def main() -> None:
     parser.add_argument("--chats", type=int, default=100_000)
     parser.add_argument("--texts", type=int, default=2, help="texts per chat from its customer (each also relayed)")
     parser.add_argument("--reps", type=int, default=40)
+    parser.add_argument("--keep", action="store_true", help="keep the seeded databases (prints where) to look at plans")
     args = parser.parse_args()
     print(machine())
     print(f"chats={args.chats} texts/chat={args.texts} (+ as many relays) reps/query={args.reps}")
     for kind in args.databases.split(","):
-        with workdir("bench-search-") as tmp:
+        kept = contextlib.nullcontext(Path(tempfile.mkdtemp(prefix="bench-search-kept-")))
+        with kept if args.keep else workdir("bench-search-") as tmp:
             database = open_database(kind, tmp)
             try:
                 t_chats, t_messages = seed(database.url, args.chats, args.texts)
@@ -193,7 +199,10 @@ def main() -> None:
                 print(table(["query", "p50 ms", "p95 ms", "matches"], run(database.url, args.chats, args.texts,
                                                                           args.reps)))
             finally:
-                database.close()
+                if args.keep:
+                    print(f"kept: {database.url} (remove it yourself)")
+                else:
+                    database.close()
 
 
 if __name__ == "__main__":
