@@ -36,7 +36,8 @@ CAP = 1000  # chats looked at per kind of match (newest first); more than that: 
 MAX_WORDS = 8
 MAX_WORD = 40
 _WORD = re.compile(r"[^\W_]+")
-_PHONE = re.compile(r"[\d\s+().\-/]+")
+_PHONE = re.compile(r"[0-9\s+().\-/]+")  # ASCII digits only ("²".isdigit() is True)
+_ID = re.compile(r"#?\s*([0-9]{1,9})")
 
 
 @dataclass
@@ -54,20 +55,21 @@ class Terms:
 def parse(q: str) -> Terms:
     q = (q or "").strip()
     terms = Terms()
-    if q.startswith("#") and q[1:].strip().isdigit() and len(q[1:].strip()) <= 9:
-        terms.chat_id = int(q[1:].strip())  # "#42" is chat 42 and nothing else
+    chat_id = _ID.fullmatch(q)
+    if chat_id and q.startswith("#"):
+        terms.chat_id = int(chat_id.group(1))  # "#42" is chat 42 and nothing else
         return terms
     words = [w.lower()[:MAX_WORD] for w in _WORD.findall(q)]
     terms.words = list(dict.fromkeys(words))[:MAX_WORDS]
     if _PHONE.fullmatch(q):
-        digits = "".join(ch for ch in q if ch.isdigit())
+        digits = "".join(ch for ch in q if ch in "0123456789")
         if len(digits) >= 3:
             terms.suffixes.append(digits)
             core = digits.lstrip("0")  # national ("07700 900123") or international ("0044 ...") prefix
             if digits.startswith("0") and len(digits) >= 8 and len(core) >= 3:
                 terms.suffixes.append(core)
-    if q.isdigit() and len(q) <= 9:
-        terms.chat_id = int(q)
+    if chat_id:
+        terms.chat_id = int(chat_id.group(1))
     return terms
 
 
