@@ -10,6 +10,7 @@ from alembic import context
 from flask import current_app
 
 from webapp.extensions import db
+from webapp.fulltext import include_name
 from webapp.models import UTCDateTime
 
 config = context.config
@@ -39,6 +40,7 @@ def _configure(connection):
     options.setdefault("process_revision_directives", process_revision_directives)
     options.setdefault("render_as_batch", True)
     options.setdefault("compare_type", True)
+    options.setdefault("include_name", include_name)  # the search index is not in the models (fulltext.py)
     context.configure(
         connection=connection, target_metadata=target_metadata, render_item=render_item, **options
     )

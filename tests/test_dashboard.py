@@ -130,8 +130,8 @@ def test_search_by_label_reference_and_number(client):
     assert "PARCEL-5" in htmx(client, "/fragments/chats?q=courier").text
     found = htmx(client, "/fragments/chats?q=07700 900333").text  # a national number finds its chat
     assert "PARCEL-5" in found and "RIDE-77" not in found
-    assert "No active chat matches" in htmx(client, "/fragments/chats?q=nothing-here").text
-    assert "No active chat matches" in htmx(client, "/fragments/chats?q=%25").text  # % is literal
+    assert "No chat, active or ended, matches" in htmx(client, "/fragments/chats?q=nothing-here").text
+    assert "No chat, active or ended, matches" in htmx(client, "/fragments/chats?q=%25").text  # % is literal
 
 
 def test_chats_list_paginates_and_has_an_ended_tab(client):

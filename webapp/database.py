@@ -21,6 +21,7 @@ from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, SessionTransaction
 
+from . import fulltext
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,11 @@ def migrate_schema(engine: Engine) -> str:
             conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK})
             conn.commit()
         try:
-            return _migrate(conn, command)
+            done = _migrate(conn, command)
+            # the search index, rebuilt if something dropped part of it (fulltext.py)
+            if fulltext.ensure(conn):
+                conn.commit()
+            return done
         finally:
             if conn.dialect.name == "postgresql":
                 conn.rollback()
@@ -259,7 +264,10 @@ def _migrate(conn: Connection, command: Any) -> str:
         from alembic.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        with fulltext.quiet_reflection():
+            differences = compare_metadata(
+                MigrationContext.configure(conn, opts={"include_name": fulltext.include_name}), db.metadata
+            )
         taken_as = head if not differences else ScriptDirectory.from_config(cfg).get_base()
         command.stamp(cfg, taken_as)
         log.warning("database without a schema revision: taken as %s", taken_as)

@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from . import fulltext
 from .extensions import db
 
 
@@ -408,3 +409,8 @@ class IdempotencyKey(db.Model):
     committed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
+
+
+# The search index (FTS5 tables and triggers on SQLite, expression indexes on PostgreSQL) is built with the
+# tables: see fulltext.py.
+fulltext.install(db.metadata)

@@ -55,31 +55,15 @@ def _paginate(query: Select, page: int, per_page: int) -> tuple[list, int, int]:
     return items, page, total
 
 
-def _search_filter(q: str):
-    q = q.strip()
-    conditions = [
-        func.lower(Chat.a_label).contains(q.lower(), autoescape=True),
-        func.lower(Chat.b_label).contains(q.lower(), autoescape=True),
-        func.lower(Chat.reference).contains(q.lower(), autoescape=True),
-    ]
-    digits = "".join(ch for ch in q if ch.isdigit())
-    if len(digits) >= 3:
-        # numbers are stored in E.164; a national "07700 900123" searches by its significant digits
-        core = digits.lstrip("0")
-        for column in (Chat.a_number, Chat.b_number, Chat.proxy_number):
-            conditions.append(column.contains(core, autoescape=True))
-    if q.isdigit():
-        conditions.append(Chat.id == int(q))
-    return or_(*conditions)
-
-
-def search_chats(status: str = "active", q: str = "", page: int = 1, per_page: int = PER_PAGE) -> Page:
-    """One page of chats in `status`, newest activity first, matching `q` (number, label, reference, id)."""
-    query = select(Chat).where(Chat.status == status)
-    if q.strip():
-        query = query.where(_search_filter(q))
-    query = query.order_by(Chat.last_activity_at.desc(), Chat.id.desc())
+def search_chats(status: str = "active", page: int = 1, per_page: int = PER_PAGE) -> Page:
+    """One page of chats in `status`, newest activity first. Searching is search.find_chats (an index)."""
+    query = select(Chat).where(Chat.status == status).order_by(Chat.last_activity_at.desc(), Chat.id.desc())
     chats, page, total = _paginate(query, page, per_page)
+    return Page(chat_rows(chats), page, per_page, total)
+
+
+def chat_rows(chats: list[Chat]) -> list[ChatRow]:
+    """The chats as list rows: each with its latest message and how many deliveries failed."""
     ids = [c.id for c in chats]
     last_by_chat: dict[int, Message] = {}
     failed: Counter[int] = Counter()
@@ -101,8 +85,7 @@ def search_chats(status: str = "active", q: str = "", page: int = 1, per_page: i
                 ).all()
             )
         )
-    rows = [ChatRow(c, last_by_chat.get(c.id), failed.get(c.id, 0)) for c in chats]
-    return Page(rows, page, per_page, total)
+    return [ChatRow(c, last_by_chat.get(c.id), failed.get(c.id, 0)) for c in chats]
 
 
 def count_chats(status: str) -> int:
@@ -466,6 +449,14 @@ def proxies_of(number: str) -> list[str]:
             select(Route.proxy_number).where(Route.real_number == number).order_by(Route.id.desc())
         )
     )
+
+
+def chats_by_proxy(number: str) -> dict[str, Chat]:
+    """The active chats this person is in, by the proxy number each runs on (one per number, by constraint)."""
+    rows = db.session.execute(
+        select(Route.proxy_number, Chat).join(Chat, Chat.id == Route.chat_id).where(Route.real_number == number)
+    ).all()
+    return {proxy: chat for proxy, chat in rows}
 
 
 def pool_numbers() -> list[str]:

@@ -188,6 +188,57 @@
   setInterval(tick, 1000);
   document.addEventListener("htmx:after:swap", tick);
 
+  // ------------------------------------------------------------------ simulator: reply target and newest text
+
+  // The "Reply to" choice of each handset survives the live refreshes of its thread (which re-render the
+  // select with the server's default); a tap on a received text chooses the number it came from.
+  var replyTo = {}; // select id -> proxy number chosen by the tester
+  function choose(select, value) {
+    if (!Array.prototype.some.call(select.options, function (o) { return o.value === value; })) return;
+    select.value = value;
+    replyTo[select.id] = value;
+  }
+  document.addEventListener("change", function (e) {
+    var t = e.target;
+    if (t && t.matches && t.matches("select.reply-to")) replyTo[t.id] = t.value;
+  });
+  document.addEventListener("click", function (e) {
+    var sms = e.target && e.target.closest && e.target.closest(".sms[data-proxy]");
+    var select = sms && sms.closest(".thread") && sms.closest(".thread").querySelector("select.reply-to");
+    if (select) choose(select, sms.getAttribute("data-proxy"));
+  });
+
+  // Each handset's thread shows its newest text: scrolled to the bottom on load, after a refresh (unless the
+  // tester had scrolled up to read) and always after they send.
+  var threadAtBottom = {}; // thread id -> was scrolled to the bottom before the last swap
+  var sentAt = {}; // thread id -> when its handset last sent a text
+  function atBottom(list) { return list.scrollTop + list.clientHeight >= list.scrollHeight - 24; }
+  function settleThreads() {
+    document.querySelectorAll(".thread[id]").forEach(function (thread) {
+      var list = thread.querySelector(".sms-thread"), select = thread.querySelector("select.reply-to");
+      if (select && replyTo[select.id]) choose(select, replyTo[select.id]);
+      if (list && threadAtBottom[thread.id] !== false) list.scrollTop = list.scrollHeight;
+      delete threadAtBottom[thread.id];
+    });
+  }
+  document.addEventListener("htmx:before:swap", function () {
+    document.querySelectorAll(".thread[id] .sms-thread").forEach(function (list) {
+      var id = list.closest(".thread").id;
+      threadAtBottom[id] = atBottom(list) || Date.now() - (sentAt[id] || 0) < 5000; // just sent: show it
+    });
+  });
+  document.addEventListener("submit", function (e) {
+    var handset = e.target && e.target.closest && e.target.closest(".handset");
+    var thread = handset && handset.querySelector(".thread[id]");
+    if (thread) sentAt[thread.id] = Date.now();
+  }, true);
+  document.addEventListener("htmx:after:swap", settleThreads);
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", settleThreads);
+  } else {
+    settleThreads();
+  }
+
   // ------------------------------------------------------------------ Socket.IO
 
   function setStatus(state, text) {

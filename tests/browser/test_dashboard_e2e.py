@@ -78,7 +78,7 @@ def test_pair_two_numbers_through_the_form(dashboard, server):
     page.fill("input[name=q]", "ride-501")
     expect(page.locator(".chat-row")).to_have_count(1)
     page.fill("input[name=q]", "no such chat")
-    expect(page.locator("#chat-list .empty")).to_contain_text("No active chat matches")
+    expect(page.locator("#chat-list .empty")).to_contain_text("No chat, active or ended, matches")
 
 
 def test_inbound_text_appears_live_with_its_delivery_state(dashboard, server):

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
 from tests.conftest import app_config
-from webapp import create_app, prepare_database
+from webapp import create_app, fulltext, prepare_database
 from webapp.database import alembic_config, current_revision, head_revision, migrate_schema
 from webapp.extensions import db
 from webapp.models import ProxyNumber
@@ -25,8 +25,9 @@ def _engine(url: str):
 
 def _diff(engine) -> list:
     with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return compare_metadata(ctx, db.metadata)
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True, "include_name": fulltext.include_name})
+        with fulltext.quiet_reflection():
+            return compare_metadata(ctx, db.metadata)
 
 
 def test_migrations_build_exactly_the_models_schema(database_url):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from .. import audit, queries, services
+from .. import audit, queries, search, services
 from ..callbacks import delivery_health
 from ..extensions import db
 from ..models import Chat
@@ -64,7 +64,10 @@ def _chat_list_context() -> dict:
     args = _list_args()
     return {
         "args": args,
-        "result": queries.search_chats(args["tab"], args["q"], args["page"]),
+        # a search looks in both tabs at once (each row says which holds it); no search: the tab's chats
+        "result": search.find_chats(args["q"], args["page"])
+        if args["q"]
+        else queries.search_chats(args["tab"], args["page"]),
         "counts": {tab: queries.count_chats(tab) for tab in TABS},
     }
 

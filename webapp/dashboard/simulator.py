@@ -40,16 +40,38 @@ def _number(digits: str) -> str:
         abort(404)
 
 
-def _handset(name: str, number: str, error: str | None = None, text: str = "") -> dict:
+def _targets(number: str, pool: list[str]) -> list[dict]:
+    """Where a reply from this phone can go: each proxy number, and the chat it reaches there (if any).
+
+    A phone in two chats talks to two proxy numbers; each option says which chat (and whom) it reaches, so
+    the tester chooses the conversation, not a bare number."""
+    chats = queries.chats_by_proxy(number)
+    targets = []
+    for proxy in pool:
+        chat = chats.get(proxy)
+        if chat is None:
+            targets.append({"proxy": proxy, "chat_id": None, "label": "no chat here: goes to Unrouted"})
+            continue
+        side = "b" if chat.a_number == number else "a"
+        other = chat.label(side) or _name_of(chat.number(side))
+        ref = f", {chat.reference}" if chat.reference else ""
+        targets.append({"proxy": proxy, "chat_id": chat.id, "label": f"chat #{chat.id} with {other}{ref}"})
+    return targets
+
+
+def _handset(name: str, number: str, error: str | None = None, text: str = "", reply_to: str | None = None) -> dict:
     pool = queries.pool_numbers()
-    active = queries.proxies_of(number)
+    active = queries.proxies_of(number)  # most recent chat first
+    if reply_to not in pool:
+        reply_to = active[0] if active else (pool[0] if pool else None)
     return {
         "name": name,
         "number": number,
         "key": to_vonage(number),
         "messages": queries.handset_messages(number),
         "pool": pool,
-        "reply_to": active[0] if active else (pool[0] if pool else None),
+        "targets": _targets(number, pool),
+        "reply_to": reply_to,
         "active": set(active),
         "error": error,
         "text": text,
@@ -118,5 +140,5 @@ def send(digits: str):
         status, problem = deliver_to_webhook(inbound_params(number, to, text))
         if problem:
             error = f"The webhook answered {status}: {problem}"
-    h = _handset(_name_of(number), number, error=error, text=text if error else "")
+    h = _handset(_name_of(number), number, error=error, text=text if error else "", reply_to=to)
     return render_template("simulator/_handset.html", h=h), (422 if error else 200)
