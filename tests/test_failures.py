@@ -11,8 +11,9 @@ import pytest
 from webapp import events
 from webapp.extensions import db
 from webapp.gateway import SendResult
-from webapp.models import Message, utcnow
+from webapp.models import Chat, Message, utcnow
 from webapp.outbox import drain_once, reconcile_due
+from webapp.queries import chat_rows
 from webapp.services.inbound import flush_expired_parts
 from webapp.services.outbound import resend_message
 
@@ -119,14 +120,21 @@ def test_an_unknown_code_still_says_which(app, operator_client, chat):
     assert "err-code 77, a code this app does not know" in page
 
 
+def failed_count(chat) -> int:
+    db.session.expire_all()
+    return chat_rows([db.session.get(Chat, chat["id"])])[0].failed
+
+
 def test_a_resent_relay_keeps_its_failed_attempt(app, operator_client, chat, api_headers):
     inbound(operator_client, chat, "Running late", "in-3")
     drain_once()
     first = relay_of("Running late")
     receipt(operator_client, first, "failed", "2")
+    assert failed_count(chat) == 1  # the chats list says this chat has a failed delivery
     copy = resend_message(first.id, requested_by="maria")
     drain_once()
     receipt(operator_client, copy, "delivered", "0")
+    assert failed_count(chat) == 0  # resent and delivered: nothing is failed any more
 
     page = page_of(operator_client, chat)
     assert attempts(page) == [("1", "failed"), ("2", "delivered")]

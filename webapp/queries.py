@@ -76,14 +76,14 @@ def chat_rows(chats: list[Chat]) -> list[ChatRow]:
         )
         for m in db.session.scalars(select(Message).where(Message.id.in_(latest))):
             last_by_chat[m.chat_id] = m
+        # a failed text that was resent is no longer a problem: its newer attempt speaks for it (the rows in
+        # trouble are few per page, so the JSON check is done here rather than in two SQL dialects)
         failed.update(
-            dict(
-                db.session.execute(
-                    select(Message.chat_id, func.count())
-                    .where(Message.chat_id.in_(ids), Message.status.in_(TROUBLE))
-                    .group_by(Message.chat_id)
-                ).all()
+            chat_id
+            for chat_id, meta in db.session.execute(
+                select(Message.chat_id, Message.meta).where(Message.chat_id.in_(ids), Message.status.in_(TROUBLE))
             )
+            if not (meta or {}).get("resent_as")
         )
     return [ChatRow(c, last_by_chat.get(c.id), failed.get(c.id, 0)) for c in chats]
 
