@@ -250,7 +250,15 @@
 
   function connect() {
     if (!window.io || !document.getElementById("live-status")) return; // signed out: no socket
-    var socket = window.io({ reconnectionDelayMax: 5000 });
+    // A websocket first: when the page goes (a dispatcher clicking on), the browser closes it and the server
+    // frees the operator's live slot at once. Long polling, the fallback, is only noticed gone after the ping
+    // timeout, so a few quick clicks used up SOCKETIO_MAX_PER_OPERATOR and the next page was refused.
+    var socket = window.io({
+      reconnectionDelayMax: 5000,
+      transports: ["websocket", "polling"],
+      tryAllTransports: true, // a proxy that refuses websockets still gets long polling
+      closeOnBeforeunload: true // say goodbye on the way out, whichever transport is up
+    });
     window.__socket = socket; // for tests and debugging
 
     socket.on("connect", function () {
