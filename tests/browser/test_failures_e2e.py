@@ -26,7 +26,7 @@ def part(server, sender: str, proxy: str, ref: str, n: int, total: int, text: st
     assert resp.status_code == 204, resp.text
 
 
-def test_a_failed_delivery_is_explained_and_its_attempts_survive_a_resend(dashboard, server):
+def test_a_failed_delivery_is_explained_and_its_attempts_survive_a_resend(dashboard, server, screenshots_dir):
     page = dashboard
     chat = create_chat(server, "+447700900801", FAILING_NUMBER, a_label="Customer", b_label="Driver")
     open_chat(page, server, chat)
@@ -55,6 +55,8 @@ def test_a_failed_delivery_is_explained_and_its_attempts_survive_a_resend(dashbo
     expect(line.locator(".delivery-problem")).to_contain_text("The phone is switched off")  # resend once more
     # one line for the text, not one per attempt
     expect(page.locator(".entry", has_text="Where are you?")).to_have_count(1)
+    if screenshots_dir:
+        line.screenshot(path=str(screenshots_dir / "failed-delivery.png"))
     messages = server.api("GET", f"/api/chats/{chat['id']}").json()["messages"]
     relays = [m for m in messages if m["kind"] == "relay"]
     assert [m["status"] for m in relays] == ["failed", "failed"]

@@ -46,7 +46,7 @@ def on_screen(page, selector: str) -> None:
 
 
 @pytest.mark.parametrize("width", [412, 360])
-def test_chats_and_chat_pages_fit_a_phone(browser, server, width):
+def test_chats_and_chat_pages_fit_a_phone(browser, server, width, screenshots_dir):
     context = browser.new_context(viewport={"width": width, "height": 860}, is_mobile=True, has_touch=True)
     page = context.new_page()
     problems = watch(page)
@@ -71,6 +71,8 @@ def test_chats_and_chat_pages_fit_a_phone(browser, server, width):
         wait_live(page)
         expect(page.locator(".entry.from-a")).to_have_count(1)
         assert_fits(page, "chat", width)
+        if screenshots_dir and width == 412:
+            page.screenshot(path=str(screenshots_dir / "phone-chat.png"))
         for selector in ("#end-chat", "#compose textarea", "#compose button[type=submit]", ".entry.from-a .bubble"):
             on_screen(page, selector)
         for path in ("/unrouted", "/numbers", "/activity"):  # their tables may scroll inside themselves
