@@ -22,11 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, case, func, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .. import wakeups
+from .. import lanes, wakeups
 from ..extensions import db
 from ..models import CallbackEvent, CallbackLane, Chat, Message, UTCDateTime, utcnow
 from ..states import FINAL_FAILURES, CallbackStatus, ChatStatus, EventType, Status
@@ -37,7 +36,6 @@ _chats = Chat.__table__
 _messages = Message.__table__
 _INSERT = _events.insert()
 _NOTIFY = text("SELECT pg_notify(:c, '')")
-_OPEN: dict[str, Any] = {}  # the lane upsert, per dialect
 _PG_RECORD: list[Any] = []  # PostgreSQL's one-statement record, built on first use
 _MESSAGE_CHAT = (
     select(
@@ -65,20 +63,8 @@ def new_public_id() -> str:
 
 
 def open_statement(dialect: str) -> Any:
-    """INSERT the lane due now, or make an idle lane due now (a held or already due lane is kept)."""
-    if dialect not in _OPEN:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(_lanes)
-        _OPEN[dialect] = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={
-                "due_at": case(
-                    (_lanes.c.leased_until.is_(None), func.coalesce(_lanes.c.due_at, stmt.excluded.due_at)),
-                    else_=_lanes.c.due_at,
-                )
-            },
-        )
-    return _OPEN[dialect]
+    """INSERT the chat's event lane due now, or make it due now if idle (lanes.open_statement)."""
+    return lanes.open_statement(_lanes, "key", dialect)
 
 
 def _pg_record_statement() -> Any:

@@ -22,6 +22,7 @@ from sqlalchemy import and_, func, or_, select, update
 from .. import wakeups
 from ..database import begin_write
 from ..extensions import db
+from ..lanes import take_due
 from ..models import CallbackEvent, CallbackLane, clip, utcnow
 from ..states import CallbackStatus
 from .record import enabled, open_statement
@@ -53,20 +54,7 @@ def claim(limit: int) -> list[Delivery]:
     conn = db.session.connection()
     now = utcnow()
     lease = now + timedelta(seconds=lease_seconds())
-    due = (
-        select(_lanes.c.id)
-        .where(_lanes.c.due_at <= now)
-        .order_by(_lanes.c.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    keys = conn.execute(
-        update(_lanes)
-        .where(_lanes.c.id.in_(due), _lanes.c.due_at <= now)
-        .values(due_at=None, leased_until=lease)
-        .returning(_lanes.c.key)
-    ).scalars().all()
+    keys = take_due(conn, _lanes, _lanes.c.key, now, lease, limit)
     found: list[Delivery] = []
     for key in keys:
         head_id = conn.execute(

@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from ..database import begin_write
 from ..extensions import db
+from ..lanes import take_due
 from ..models import Lane, Message, UTCDateTime, utcnow
 from ..states import Status
 from .delivery import client_ref
@@ -69,20 +70,7 @@ def claim(limit: int) -> list[Batch]:
     conn = db.session.connection()
     now = utcnow()
     lease_until = now + timedelta(seconds=lease_seconds())
-    due = (
-        select(_lanes.c.id)
-        .where(_lanes.c.due_at <= now)
-        .order_by(_lanes.c.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    recipients = conn.execute(
-        update(_lanes)
-        .where(_lanes.c.id.in_(due), _lanes.c.due_at <= now)
-        .values(due_at=None, leased_until=lease_until)
-        .returning(_lanes.c.recipient)
-    ).scalars().all()
+    recipients = take_due(conn, _lanes, _lanes.c.recipient, now, lease_until, limit)
     batches: list[Batch] = []
     for recipient in recipients:
         heads = conn.execute(_HEADS, {"recipient": recipient, "per_lane": per_lane}).all()

@@ -19,40 +19,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from .. import doorbell
 from ..extensions import db
+from ..lanes import open_statement
 from ..models import Lane, Message, UTCDateTime, clip, utcnow
 from ..states import Direction, Kind, Status
 
 _messages = Message.__table__
 _lanes = Lane.__table__
-_OPEN: dict[str, Any] = {}
-
-
-def _open_statement(dialect: str) -> Any:
-    """INSERT the lane due now, or make an existing idle lane due now (a held or already due lane is kept)."""
-    if dialect not in _OPEN:
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        stmt = insert(_lanes)
-        _OPEN[dialect] = stmt.on_conflict_do_update(
-            index_elements=["recipient"],
-            set_={
-                "due_at": case(
-                    (_lanes.c.leased_until.is_(None), func.coalesce(_lanes.c.due_at, stmt.excluded.due_at)),
-                    else_=_lanes.c.due_at,
-                )
-            },
-        )
-    return _OPEN[dialect]
 
 
 def open_lane(conn: Connection, recipient: str, due: datetime) -> None:
     """The recipient's lane has a queued message due at `due`: make it due unless it is busy already."""
-    conn.execute(_open_statement(conn.dialect.name), {"recipient": recipient, "due_at": due})
+    conn.execute(open_statement(_lanes, "recipient", conn.dialect.name), {"recipient": recipient, "due_at": due})
 
 
 def queue_message(
@@ -108,7 +89,10 @@ def queue_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     due: dict[str, datetime] = {}
     for row in rows:
         due.setdefault(row["to_number"], row["next_attempt_at"])
-    conn.execute(_open_statement(conn.dialect.name), [{"recipient": r, "due_at": d} for r, d in sorted(due.items())])
+    conn.execute(
+        open_statement(_lanes, "recipient", conn.dialect.name),
+        [{"recipient": r, "due_at": d} for r, d in sorted(due.items())],
+    )
     doorbell.queued(db.session)
 
 
