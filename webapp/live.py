@@ -157,7 +157,12 @@ def _close(server: Any, eio_sid: str, environ: dict) -> None:
         if sid is not None:
             server.emit("signed_out", {}, to=sid)
             server.disconnect(sid, namespace="/", ignore_queue=True)
-        server.eio.disconnect(eio_sid)
+        # Not `server.eio.disconnect()`: it waits until the connection's send queue is drained, and when the page
+        # has already gone (it reloads on "signed_out") nobody drains it, so the request that ended the session
+        # (a sign-out, an admin disabling someone) hung. The close packet is queued all the same.
+        sock = server.eio.sockets.pop(eio_sid, None)
+        if sock is not None:
+            sock.close(wait=False, reason=server.eio.reason.SERVER_DISCONNECT)
     except Exception:
         log.exception("could not close a live connection")
 
